@@ -195,17 +195,31 @@ mod tests {
         assert_eq!(cats("PORTFOLIO"), [Trade, Analytics, Balances]);
         assert_eq!(cats("price_only"), [Trade, Analytics]);
         assert_eq!(cats("ALL"), Category::ALL);
-        assert!(matches!("NOPE".parse::<Bundle>(), Err(BundleError::UnknownBundle { .. })));
+        assert!(matches!(
+            "NOPE".parse::<Bundle>(),
+            Err(BundleError::UnknownBundle { .. })
+        ));
     }
 
     #[test]
     fn expands_bundle_and_channels_together() {
         let tokens = s(&["BTC", "ETH", "BTC"]);
         let channels = s(&["BTC.trade", "*.creation", "SOL.balances"]);
-        let req = Request { bundle: Some("PRICE_ONLY"), tokens: &tokens, channels: &channels };
+        let req = Request {
+            bundle: Some("PRICE_ONLY"),
+            tokens: &tokens,
+            channels: &channels,
+        };
         assert_eq!(
             names(&expand(&req, 100).unwrap()),
-            ["BTC.trade", "BTC.analytics", "ETH.trade", "ETH.analytics", "*.creation", "SOL.balances"]
+            [
+                "BTC.trade",
+                "BTC.analytics",
+                "ETH.trade",
+                "ETH.analytics",
+                "*.creation",
+                "SOL.balances"
+            ]
         );
     }
 
@@ -216,17 +230,43 @@ mod tests {
         let bad_ch = s(&["BTC.nope"]);
         let none: Vec<String> = vec![];
         let e = |bundle, tokens, channels, limit| {
-            expand(&Request { bundle, tokens, channels }, limit).unwrap_err()
+            expand(
+                &Request {
+                    bundle,
+                    tokens,
+                    channels,
+                },
+                limit,
+            )
+            .unwrap_err()
         };
-        assert!(matches!(e(Some("X"), &t, &none, 10), BundleError::UnknownBundle { .. }));
-        assert!(matches!(e(Some("ALL"), &bad_tok, &none, 10), BundleError::InvalidToken { .. }));
-        assert!(matches!(e(None, &none, &bad_ch, 10), BundleError::InvalidChannel(_)));
-        assert!(matches!(e(Some("ALL"), &none, &none, 10), BundleError::NoTokens));
-        assert!(matches!(e(None, &t, &none, 10), BundleError::TokensWithoutBundle));
+        assert!(matches!(
+            e(Some("X"), &t, &none, 10),
+            BundleError::UnknownBundle { .. }
+        ));
+        assert!(matches!(
+            e(Some("ALL"), &bad_tok, &none, 10),
+            BundleError::InvalidToken { .. }
+        ));
+        assert!(matches!(
+            e(None, &none, &bad_ch, 10),
+            BundleError::InvalidChannel(_)
+        ));
+        assert!(matches!(
+            e(Some("ALL"), &none, &none, 10),
+            BundleError::NoTokens
+        ));
+        assert!(matches!(
+            e(None, &t, &none, 10),
+            BundleError::TokensWithoutBundle
+        ));
         assert!(matches!(e(None, &none, &none, 10), BundleError::Empty));
         assert_eq!(
             e(Some("ALL"), &t, &none, 5),
-            BundleError::TooManyChannels { requested: 8, limit: 5 }
+            BundleError::TooManyChannels {
+                requested: 8,
+                limit: 5
+            }
         );
     }
 

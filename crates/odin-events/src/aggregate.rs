@@ -30,19 +30,37 @@ pub struct TokenAggregateItem {
     pub sell_count: u64,
     pub buy_count: u64,
     pub total_trades: u64,
-    #[serde(deserialize_with = "decimal::deserialize", serialize_with = "decimal::serialize")]
+    #[serde(
+        deserialize_with = "decimal::deserialize",
+        serialize_with = "decimal::serialize"
+    )]
     pub sell_volume: Decimal,
-    #[serde(deserialize_with = "decimal::deserialize", serialize_with = "decimal::serialize")]
+    #[serde(
+        deserialize_with = "decimal::deserialize",
+        serialize_with = "decimal::serialize"
+    )]
     pub buy_volume: Decimal,
-    #[serde(deserialize_with = "decimal::deserialize", serialize_with = "decimal::serialize")]
+    #[serde(
+        deserialize_with = "decimal::deserialize",
+        serialize_with = "decimal::serialize"
+    )]
     pub total_volume: Decimal,
-    #[serde(deserialize_with = "decimal::deserialize", serialize_with = "decimal::serialize")]
+    #[serde(
+        deserialize_with = "decimal::deserialize",
+        serialize_with = "decimal::serialize"
+    )]
     pub volume_usd: Decimal,
     /// (close − open) / open × 100, rounded to 4 decimals; 0 when open is 0.
     pub price_change: f64,
-    #[serde(deserialize_with = "decimal::deserialize", serialize_with = "decimal::serialize")]
+    #[serde(
+        deserialize_with = "decimal::deserialize",
+        serialize_with = "decimal::serialize"
+    )]
     pub open_price: Decimal,
-    #[serde(deserialize_with = "decimal::deserialize", serialize_with = "decimal::serialize")]
+    #[serde(
+        deserialize_with = "decimal::deserialize",
+        serialize_with = "decimal::serialize"
+    )]
     pub close_price: Decimal,
     /// The end of the window (the publish tick), RFC 3339 UTC.
     pub timestamp: String,

@@ -47,7 +47,10 @@ impl Classification {
 
     /// Delivered only to the user the event belongs to.
     pub fn is_private(self) -> bool {
-        matches!(self, Classification::Confidential | Classification::Restricted)
+        matches!(
+            self,
+            Classification::Confidential | Classification::Restricted
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -119,8 +122,14 @@ impl Envelope {
     pub fn headers(&self) -> [(&'static str, Vec<u8>); 3] {
         [
             (HEADER_CONTENT_TYPE, CONTENT_TYPE_JSON.as_bytes().to_vec()),
-            (HEADER_EVENT_TYPE, self.metadata.event_type.as_str().as_bytes().to_vec()),
-            (HEADER_EVENT_VERSION, self.metadata.event_version.as_bytes().to_vec()),
+            (
+                HEADER_EVENT_TYPE,
+                self.metadata.event_type.as_str().as_bytes().to_vec(),
+            ),
+            (
+                HEADER_EVENT_VERSION,
+                self.metadata.event_version.as_bytes().to_vec(),
+            ),
         ]
     }
 }
@@ -485,8 +494,14 @@ mod tests {
     fn malformed_records_are_typed_errors() {
         assert_eq!(parse_record(b"", None), Err(EnvelopeError::Empty));
         assert_eq!(parse_record(b"[1]", None), Err(EnvelopeError::NotAnObject));
-        assert!(matches!(parse_record(b"{\"type\":", None), Err(EnvelopeError::NotJson { .. })));
-        assert_eq!(parse_record(b"{\"a\":1}", Some(b"X")), Err(EnvelopeError::MissingEventType));
+        assert!(matches!(
+            parse_record(b"{\"type\":", None),
+            Err(EnvelopeError::NotJson { .. })
+        ));
+        assert_eq!(
+            parse_record(b"{\"a\":1}", Some(b"X")),
+            Err(EnvelopeError::MissingEventType)
+        );
         assert!(matches!(
             parse_record(br#"{"type":"NOPE","tokenId":"X"}"#, None),
             Err(EnvelopeError::UnknownEventType(_))
@@ -496,12 +511,21 @@ mod tests {
             Err(EnvelopeError::InvalidToken(_))
         ));
         assert!(matches!(
-            parse_record(br#"{"metadata":{"eventType":"TOKEN_LISTED"},"data":[1]}"#, Some(b"X")),
+            parse_record(
+                br#"{"metadata":{"eventType":"TOKEN_LISTED"},"data":[1]}"#,
+                Some(b"X")
+            ),
             Err(EnvelopeError::BadField { field: "data", .. })
         ));
         assert!(matches!(
-            parse_record(br#"{"type":"TOKEN_LISTED","tokenId":"X","timestamp":"soon"}"#, None),
-            Err(EnvelopeError::BadField { field: "timestamp", .. })
+            parse_record(
+                br#"{"type":"TOKEN_LISTED","tokenId":"X","timestamp":"soon"}"#,
+                None
+            ),
+            Err(EnvelopeError::BadField {
+                field: "timestamp",
+                ..
+            })
         ));
         assert!(matches!(
             parse_record(br#"{"type":1,"tokenId":"X"}"#, None),

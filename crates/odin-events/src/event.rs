@@ -89,7 +89,9 @@ impl Category {
 
     /// The event types of this category.
     pub fn event_types(self) -> impl Iterator<Item = EventType> {
-        EventType::ALL.into_iter().filter(move |t| t.category() == self)
+        EventType::ALL
+            .into_iter()
+            .filter(move |t| t.category() == self)
     }
 
     /// Position in [`Category::ALL`]; handy for per-category arrays.
@@ -233,7 +235,10 @@ mod tests {
         assert_eq!(count(Category::Creation), 2);
         assert_eq!(count(Category::Analytics), 4);
         assert_eq!(count(Category::Balances), 2);
-        assert_eq!(EventType::TransferCompleted.category().default_topic(), "odin.balances");
+        assert_eq!(
+            EventType::TransferCompleted.category().default_topic(),
+            "odin.balances"
+        );
         assert_eq!(EventType::TwitterVerified.category(), Category::Social);
     }
 

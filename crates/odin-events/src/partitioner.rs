@@ -58,7 +58,10 @@ mod tests {
             (b"foobar", -790_332_482),
             (b"a-little-bit-long-string", -985_981_536),
             (b"a-little-bit-longer-string", -1_486_304_829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             (b"abc", 479_470_107),
         ];
         for (key, want) in cases {
@@ -68,13 +71,21 @@ mod tests {
 
     #[test]
     fn partitions_are_in_range_and_stable() {
-        for key in ["BTC", "ETH", "SOL", "0x0000000000000000000000000000000000000001"] {
+        for key in [
+            "BTC",
+            "ETH",
+            "SOL",
+            "0x0000000000000000000000000000000000000001",
+        ] {
             let p = partition_for_key(key.as_bytes(), 12);
             assert!((0..12).contains(&p));
             assert_eq!(p, partition_for_key(key.as_bytes(), 12));
         }
         // toPositive(murmur2("foobar")) % 12, computed by hand from the Kafka vector.
-        assert_eq!(partition_for_key(b"foobar", 12), ((-790_332_482i32 & 0x7fff_ffff) % 12));
+        assert_eq!(
+            partition_for_key(b"foobar", 12),
+            ((-790_332_482i32 & 0x7fff_ffff) % 12)
+        );
         assert_eq!(partition_for_key(b"x", 0), 0);
     }
 }

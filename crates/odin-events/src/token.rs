@@ -41,7 +41,9 @@ impl TokenId {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-'))
         {
-            return Err(TokenIdError::BadCharacter { token: s.to_owned() });
+            return Err(TokenIdError::BadCharacter {
+                token: s.to_owned(),
+            });
         }
         Ok(())
     }
@@ -177,14 +179,25 @@ mod tests {
 
     #[test]
     fn token_ids() {
-        for ok in ["BTC", "0x0000000000000000000000000000000000000001", "a_b:c-d", "x"] {
+        for ok in [
+            "BTC",
+            "0x0000000000000000000000000000000000000001",
+            "a_b:c-d",
+            "x",
+        ] {
             TokenId::new(ok).unwrap();
         }
         assert_eq!(TokenId::new(""), Err(TokenIdError::Empty));
-        assert!(matches!(TokenId::new("a".repeat(65)), Err(TokenIdError::TooLong { .. })));
+        assert!(matches!(
+            TokenId::new("a".repeat(65)),
+            Err(TokenIdError::TooLong { .. })
+        ));
         TokenId::new("a".repeat(64)).unwrap();
         for bad in ["BT C", "BTC.trade", "*", "é", "a/b"] {
-            assert!(matches!(TokenId::new(bad), Err(TokenIdError::BadCharacter { .. })), "{bad}");
+            assert!(
+                matches!(TokenId::new(bad), Err(TokenIdError::BadCharacter { .. })),
+                "{bad}"
+            );
         }
     }
 
@@ -195,11 +208,29 @@ mod tests {
         assert_eq!(c.to_string(), "BTC.trade");
         let w = Channel::parse("*.creation").unwrap();
         assert!(w.is_wildcard());
-        assert_eq!(Channel::parse("ETH.TRADE").unwrap().to_string(), "ETH.trade");
-        assert!(matches!(Channel::parse("BTC"), Err(ChannelError::Malformed { .. })));
-        assert!(matches!(Channel::parse("BTC.trades"), Err(ChannelError::Category { .. })));
-        assert!(matches!(Channel::parse(".trade"), Err(ChannelError::Token { .. })));
-        assert!(matches!(Channel::parse("B!C.trade"), Err(ChannelError::Token { .. })));
-        assert!(matches!(Channel::parse("a.b.trade"), Err(ChannelError::Token { .. })));
+        assert_eq!(
+            Channel::parse("ETH.TRADE").unwrap().to_string(),
+            "ETH.trade"
+        );
+        assert!(matches!(
+            Channel::parse("BTC"),
+            Err(ChannelError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Channel::parse("BTC.trades"),
+            Err(ChannelError::Category { .. })
+        ));
+        assert!(matches!(
+            Channel::parse(".trade"),
+            Err(ChannelError::Token { .. })
+        ));
+        assert!(matches!(
+            Channel::parse("B!C.trade"),
+            Err(ChannelError::Token { .. })
+        ));
+        assert!(matches!(
+            Channel::parse("a.b.trade"),
+            Err(ChannelError::Token { .. })
+        ));
     }
 }

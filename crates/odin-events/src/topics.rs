@@ -204,7 +204,9 @@ mod tests {
         assert_eq!(retention("odin.balances"), 30_000);
         let all = names.all_specs();
         assert_eq!(all.len(), 20);
-        assert!(all.iter().any(|s| s.name == "trade-info" && s.retention_ms >= 7_200_000));
+        assert!(all
+            .iter()
+            .any(|s| s.name == "trade-info" && s.retention_ms >= 7_200_000));
         assert!(all.iter().any(|s| s.name == "aggregate-info.dlq"));
         assert!(all.iter().any(|s| s.name == "odin.trades.dlq"));
     }

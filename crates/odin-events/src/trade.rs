@@ -86,9 +86,15 @@ fn de_timestamp<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error>
 pub struct TradeRecord {
     pub token: String,
     pub side: Side,
-    #[serde(deserialize_with = "decimal::deserialize", serialize_with = "decimal::serialize")]
+    #[serde(
+        deserialize_with = "decimal::deserialize",
+        serialize_with = "decimal::serialize"
+    )]
     pub price: Decimal,
-    #[serde(deserialize_with = "decimal::deserialize", serialize_with = "decimal::serialize")]
+    #[serde(
+        deserialize_with = "decimal::deserialize",
+        serialize_with = "decimal::serialize"
+    )]
     pub amount: Decimal,
     /// Defaults to price × amount when the record has none.
     #[serde(
@@ -134,7 +140,10 @@ impl TradeRecord {
                 return Err(TradeError::Negative { field, value });
             }
         }
-        if let Some(v) = self.volume_usd.filter(|v| v.is_sign_negative() && !v.is_zero()) {
+        if let Some(v) = self
+            .volume_usd
+            .filter(|v| v.is_sign_negative() && !v.is_zero())
+        {
             return Err(TradeError::Negative {
                 field: "volume_usd",
                 value: v,
@@ -234,7 +243,10 @@ mod tests {
         assert_eq!(t.side, Side::Buy);
         assert_eq!(t.price.to_string(), "0.000125");
         assert_eq!(t.volume_usd().to_string(), "0.15625");
-        assert_eq!(String::from_utf8(t.to_json()).unwrap(), std::str::from_utf8(raw).unwrap());
+        assert_eq!(
+            String::from_utf8(t.to_json()).unwrap(),
+            std::str::from_utf8(raw).unwrap()
+        );
     }
 
     #[test]
@@ -251,7 +263,10 @@ mod tests {
         let bad = |s: &str| TradeRecord::parse(s.as_bytes()).unwrap_err();
         assert!(matches!(
             bad(r#"{"token":"BTC","side":"buy","price":"1","amount":"-1","timestamp":1}"#),
-            TradeError::Negative { field: "amount", .. }
+            TradeError::Negative {
+                field: "amount",
+                ..
+            }
         ));
         assert!(matches!(
             bad(r#"{"token":"BTC","side":"hold","price":"1","amount":"1","timestamp":1}"#),
@@ -273,12 +288,18 @@ mod tests {
         let raw = br#"{"metadata":{"eventId":"e9","eventType":"SELL_COMPLETED","timestamp":99,"tokenId":"ETH"},"data":{"price":"3","amount":2}}"#;
         let p = parse_record(raw, None).unwrap();
         let t = TradeRecord::from_event(&p, 0).unwrap();
-        assert_eq!((t.side, t.timestamp, t.tx_hash.as_str()), (Side::Sell, 99, "e9"));
+        assert_eq!(
+            (t.side, t.timestamp, t.tx_hash.as_str()),
+            (Side::Sell, 99, "e9")
+        );
         assert_eq!(t.volume_usd().to_string(), "6");
 
         let raw = br#"{"type":"TRADE_EXECUTED","tokenId":"BTC","price":1,"amount":1,"side":"buy","txHash":"0xf","volumeUsd":"7"}"#;
         let t = TradeRecord::from_event(&parse_record(raw, None).unwrap(), 5).unwrap();
-        assert_eq!((t.side, t.timestamp, t.tx_hash.as_str()), (Side::Buy, 5, "0xf"));
+        assert_eq!(
+            (t.side, t.timestamp, t.tx_hash.as_str()),
+            (Side::Buy, 5, "0xf")
+        );
         assert_eq!(t.volume_usd().to_string(), "7");
 
         let no_side = br#"{"type":"TRADE_EXECUTED","tokenId":"BTC","price":1,"amount":1}"#;

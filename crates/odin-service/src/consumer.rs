@@ -1,0 +1,294 @@
+//! A partition consumer that survives broker loss and resumes from its last position.
+//!
+//! rskafka's `StreamConsumer` ends on the first error; services need a reader that keeps its
+//! position across broker restarts, resets only when the broker has really dropped the data
+//! (retention), and says so in metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::client::error::{Error as RsError, ProtocolError, ServerErrorResponse};
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::Client;
+use rskafka::record::RecordAndOffset;
+use tracing::{debug, warn};
+
+use crate::kafka::KafkaHealth;
+
+/// Where a consumer starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The earliest retained record.
+    Earliest,
+    /// The log end (the high-watermark), i.e. only records produced from now on.
+    Latest,
+    /// A given offset (e.g. the one after the last record processed).
+    Offset(i64),
+}
+
+impl std::str::FromStr for StartFrom {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "earliest" => Ok(StartFrom::Earliest),
+            "latest" => Ok(StartFrom::Latest),
+            other => other
+                .parse::<i64>()
+                .map(StartFrom::Offset)
+                .map_err(|_| format!("{s:?} is not earliest, latest or an offset")),
+        }
+    }
+}
+
+/// How each fetch asks the broker.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchSettings {
+    /// Longest the broker may hold a fetch waiting for data. tansu does not wake a waiting
+    /// fetch when data arrives, so this is the worst-case added latency there.
+    pub max_wait_ms: i32,
+    /// Upper bound of bytes per fetch.
+    pub max_bytes: i32,
+    /// How long one fetch (reconnects included) may take before it counts as failed.
+    pub request_timeout: Duration,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        Self {
+            max_wait_ms: 100,
+            max_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Records fetched in one round, with the partition's high-watermark at that time.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub records: Vec<RecordAndOffset>,
+    pub high_watermark: i64,
+    /// Records that were skipped because the broker no longer had them (retention).
+    pub skipped: i64,
+}
+
+/// Reads one partition in order, from its own position, forever.
+#[derive(Debug)]
+pub struct PartitionConsumer {
+    client: Arc<Client>,
+    topic: String,
+    partition: i32,
+    partition_client: Option<Arc<PartitionClient>>,
+    start: StartFrom,
+    next_offset: Option<i64>,
+    high_watermark: i64,
+    settings: FetchSettings,
+    health: Option<KafkaHealth>,
+    backoff: Duration,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl PartitionConsumer {
+    /// `client` should be one that no producer shares (see [`crate::kafka`]).
+    pub fn new(
+        client: Arc<Client>,
+        topic: impl Into<String>,
+        partition: i32,
+        start: StartFrom,
+        settings: FetchSettings,
+    ) -> Self {
+        Self {
+            client,
+            topic: topic.into(),
+            partition,
+            partition_client: None,
+            start,
+            next_offset: match start {
+                StartFrom::Offset(o) => Some(o),
+                _ => None,
+            },
+            high_watermark: 0,
+            settings,
+            health: None,
+            backoff: MIN_BACKOFF,
+        }
+    }
+
+    /// Report connection state to `health` on every success and failure.
+    pub fn with_health(mut self, health: KafkaHealth) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The offset of the next record to read, once resolved.
+    pub fn position(&self) -> Option<i64> {
+        self.next_offset
+    }
+
+    /// The high-watermark seen in the last successful fetch.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Records behind the log end.
+    pub fn lag(&self) -> i64 {
+        self.next_offset
+            .map(|o| (self.high_watermark - o).max(0))
+            .unwrap_or(0)
+    }
+
+    /// Moves the position (e.g. a replay).
+    pub fn seek(&mut self, offset: i64) {
+        self.next_offset = Some(offset);
+    }
+
+    async fn partition_client(&mut self) -> Result<Arc<PartitionClient>, RsError> {
+        if let Some(pc) = &self.partition_client {
+            return Ok(Arc::clone(pc));
+        }
+        let pc = Arc::new(
+            self.client
+                .partition_client(
+                    self.topic.clone(),
+                    self.partition,
+                    UnknownTopicHandling::Retry,
+                )
+                .await?,
+        );
+        self.partition_client = Some(Arc::clone(&pc));
+        Ok(pc)
+    }
+
+    /// The log end, read from a fetch response: tansu's ListOffsets(Latest) answers the start
+    /// of the last batch + 1, not the log end.
+    async fn log_end(pc: &PartitionClient) -> Result<i64, RsError> {
+        let earliest = pc.get_offset(OffsetAt::Earliest).await?;
+        match pc.fetch_records(earliest, 1..1024, 0).await {
+            Ok((_, hwm)) => Ok(hwm),
+            Err(RsError::ServerError {
+                protocol_error: ProtocolError::OffsetOutOfRange,
+                response: Some(ServerErrorResponse::PartitionFetchState { high_watermark, .. }),
+                ..
+            }) => Ok(high_watermark),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn resolve_start(&mut self, pc: &PartitionClient) -> Result<i64, RsError> {
+        if let Some(o) = self.next_offset {
+            return Ok(o);
+        }
+        let o = match self.start {
+            StartFrom::Earliest => pc.get_offset(OffsetAt::Earliest).await?,
+            StartFrom::Latest => Self::log_end(pc).await?,
+            StartFrom::Offset(o) => o,
+        };
+        debug!(topic = %self.topic, partition = self.partition, offset = o, "consumer start resolved");
+        self.next_offset = Some(o);
+        Ok(o)
+    }
+
+    async fn try_fetch(&mut self) -> Result<Batch, RsError> {
+        let pc = self.partition_client().await?;
+        let offset = self.resolve_start(&pc).await?;
+        match pc
+            .fetch_records(
+                offset,
+                1..self.settings.max_bytes.max(2),
+                self.settings.max_wait_ms,
+            )
+            .await
+        {
+            Ok((records, hwm)) => {
+                self.high_watermark = hwm;
+                if let Some(last) = records.last() {
+                    self.next_offset = Some(last.offset + 1);
+                }
+                Ok(Batch {
+                    records,
+                    high_watermark: hwm,
+                    skipped: 0,
+                })
+            }
+            Err(RsError::ServerError {
+                protocol_error: ProtocolError::OffsetOutOfRange,
+                response,
+                ..
+            }) => {
+                let earliest = pc.get_offset(OffsetAt::Earliest).await?;
+                let hwm = match response {
+                    Some(ServerErrorResponse::PartitionFetchState { high_watermark, .. }) => {
+                        high_watermark
+                    }
+                    _ => Self::log_end(&pc).await?,
+                };
+                let (new, skipped) = if offset < earliest {
+                    (earliest, earliest - offset)
+                } else {
+                    (hwm.max(earliest), 0)
+                };
+                warn!(
+                    topic = %self.topic, partition = self.partition, offset, earliest, hwm, skipped,
+                    "position out of range, resetting"
+                );
+                metrics::counter!("kafka_consumer_offset_resets_total", "topic" => self.topic.clone())
+                    .increment(1);
+                self.next_offset = Some(new);
+                self.high_watermark = hwm;
+                Ok(Batch {
+                    records: Vec::new(),
+                    high_watermark: hwm,
+                    skipped,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next records, waiting at most the fetch max-wait when there are none. Broker
+    /// errors are retried with backoff (forever: cancel the caller to stop); the position
+    /// is kept, so nothing still retained is skipped. Cancel-safe.
+    pub async fn next_batch(&mut self) -> Batch {
+        let limit = self.settings.request_timeout
+            + Duration::from_millis(self.settings.max_wait_ms.max(0) as u64);
+        loop {
+            // rskafka nests its own reconnect retries; bound the whole attempt so a lost
+            // broker is noticed (and reported) promptly.
+            let attempt = tokio::time::timeout(limit, self.try_fetch()).await;
+            match attempt.unwrap_or_else(|_| {
+                Err(RsError::InvalidResponse(format!(
+                    "no answer within {limit:?}"
+                )))
+            }) {
+                Ok(batch) => {
+                    self.backoff = MIN_BACKOFF;
+                    if let Some(h) = &self.health {
+                        h.set_connected();
+                    }
+                    return batch;
+                }
+                Err(e) => {
+                    warn!(topic = %self.topic, partition = self.partition, error = %e, retry_in = ?self.backoff, "fetch failed");
+                    metrics::counter!("kafka_consumer_errors_total", "topic" => self.topic.clone())
+                        .increment(1);
+                    if let Some(h) = &self.health {
+                        h.set_disconnected(format!("fetch {}/{}: {e}", self.topic, self.partition));
+                    }
+                    // A broken connection may have poisoned the cached partition client.
+                    self.partition_client = None;
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
