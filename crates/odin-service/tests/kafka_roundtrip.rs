@@ -1,6 +1,7 @@
 //! Round trips through a real broker: envelopes produced to each of the eight topics come
 //! back from the partition the partitioner names, intact; the producer reports broker loss
 //! to its caller and recovers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
