@@ -24,11 +24,22 @@ struct Config {
     /// Only list what is missing; create nothing.
     #[arg(long)]
     check: bool,
+    /// Print the topic plan (`name partitions retention_ms` per line) and exit without
+    /// contacting the brokers; `scripts/check-deploy.sh` compares it with the deployment's
+    /// topic script.
+    #[arg(long)]
+    print: bool,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cfg = Config::parse();
+    if cfg.print {
+        for spec in cfg.topics.names().all_specs() {
+            println!("{} {} {}", spec.name, spec.partitions, spec.retention_ms);
+        }
+        return Ok(());
+    }
     odin_service::telemetry::init_tracing(&cfg.telemetry);
     if let Err(e) = cfg.kafka.validate() {
         bail!("invalid configuration: {e}");
