@@ -5,8 +5,11 @@
 set -euo pipefail
 
 TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
+# dynostore: the in-memory engine (dev, most tests). libsql: the sqlite engine, for tests
+# whose log must survive a broker restart.
+TANSU_FEATURES="${TANSU_FEATURES:-dynostore,libsql}"
 CACHE_DIR="${ODIN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/odin-stream}"
-ROOT="$CACHE_DIR/tansu-$TANSU_VERSION"
+ROOT="$CACHE_DIR/tansu-$TANSU_VERSION-${TANSU_FEATURES//,/_}"
 BIN="$ROOT/bin/tansu"
 
 if [[ -n "${TANSU_BIN:-}" ]]; then
@@ -22,9 +25,9 @@ exec 9>"$CACHE_DIR/.install-tansu.lock"
 flock 9
 if [[ -x "$BIN" ]]; then echo "$BIN"; exit 0; fi
 
-echo "installing tansu $TANSU_VERSION into $ROOT (takes 8-10 minutes on 2 cores)..." >&2
+echo "installing tansu $TANSU_VERSION ($TANSU_FEATURES) into $ROOT (takes 8-10 minutes on 2 cores)..." >&2
 # A separate target dir keeps the broker build out of the workspace's target/.
-CARGO_TARGET_DIR="$CACHE_DIR/build" cargo install --locked tansu --version "$TANSU_VERSION" \
-  --features dynostore --root "$ROOT" >&2
-rm -rf "$CACHE_DIR/build"
+CARGO_TARGET_DIR="$CACHE_DIR/build-$TANSU_FEATURES" cargo install --locked tansu --version "$TANSU_VERSION" \
+  --features "$TANSU_FEATURES" --root "$ROOT" >&2
+rm -rf "$CACHE_DIR/build-$TANSU_FEATURES"
 echo "$BIN"

@@ -35,9 +35,12 @@ pub fn tansu_bin() -> Result<PathBuf> {
         })
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/odin-stream")));
     if let Some(c) = cache {
-        let p = c.join(format!("tansu-{TANSU_VERSION}/bin/tansu"));
-        if p.exists() {
-            return Ok(p);
+        // The script's default build first, then a memory-only build.
+        for dir in [format!("tansu-{TANSU_VERSION}-dynostore_libsql"), format!("tansu-{TANSU_VERSION}")] {
+            let p = c.join(dir).join("bin/tansu");
+            if p.exists() {
+                return Ok(p);
+            }
         }
     }
     if let Some(path) = std::env::var_os("PATH") {
