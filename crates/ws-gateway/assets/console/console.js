@@ -13,7 +13,7 @@
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 15000;
   const PING_EVERY_MS = 15000;
-  const CHUNK = 500;             // channels per re-subscribe frame (under the per-frame limits)
+  const CHUNK = 200;             // channels per re-subscribe frame: stays far below WS_MAX_FRAME_BYTES
   const CATEGORIES = ['trade', 'liquidity', 'metadata', 'social', 'community', 'creation', 'analytics', 'balances'];
 
   const $ = (id) => document.getElementById(id);
@@ -46,6 +46,8 @@
     // channel -> 'active' | 'pending'; what the page re-subscribes to after a reconnect.
     channels: new Map(),
     lastOffset: new Map(),       // channel -> last Kafka offset seen (offset recovery on reconnect)
+    recoverUnsupported: false,   // the gateway refused the `recover` field once: stop sending it
+    resubs: new Map(),           // id -> channels of a re-subscribe frame that carried `recover`
     rows: [],                    // newest first, at most MAX_ROWS
     incoming: [],                // received since the last render (bounded by MAX_ROWS too)
     renderTimer: null,
@@ -132,6 +134,7 @@
     clearTimeout(state.reconnectTimer);
     clearInterval(state.countdownTimer);
     state.wantOpen = true;
+    state.resubs.clear();
     if (state.ws !== null) {
       const old = state.ws;
       state.ws = null;
@@ -197,7 +200,11 @@
           any = true;
         }
       }
-      if (any) frame.recover = recover;
+      if (any && !state.recoverUnsupported) {
+        frame.recover = recover;
+        // Bounded by the channels held: one entry per in-flight re-subscribe frame.
+        state.resubs.set(frame.id, part);
+      }
       send(frame);
     }
     renderSubs();
@@ -292,6 +299,7 @@
         if (state.rttMs !== null) setStatus('connected · ' + Math.round(state.rttMs) + ' ms', 'ok');
         break;
       case 'error':
+        if (retryWithoutRecover(msg)) break;
         notice('error ' + (msg.code || '?') + (msg.id ? ' [' + msg.id + ']' : '') + ': ' + (msg.message || ''), 'err');
         break;
       default:
@@ -299,7 +307,21 @@
     }
   }
 
+  // A gateway without offset recovery refuses the unknown `recover` field; subscribe again
+  // without it so the reconnect still resumes live, and say that missed events are lost.
+  function retryWithoutRecover(msg) {
+    const part = typeof msg.id === 'string' ? state.resubs.get(msg.id) : undefined;
+    if (part === undefined) return false;
+    state.resubs.delete(msg.id);
+    if (msg.code !== 'bad_request' || !String(msg.message || '').includes('recover')) return false;
+    state.recoverUnsupported = true;
+    notice('this gateway has no offset recovery: resumed live, events during the outage are not replayed', 'err');
+    send({ type: 'subscribe', id: newId('resub-'), channels: part });
+    return true;
+  }
+
   function onSubscribed(msg) {
+    if (typeof msg.id === 'string') state.resubs.delete(msg.id);
     const chans = Array.isArray(msg.channels) ? msg.channels : [];
     for (const c of chans) state.channels.set(String(c), 'active');
     let text = 'subscribed' + (msg.id ? ' [' + msg.id + ']' : '') + ': ' + chans.length + ' channel' + (chans.length === 1 ? '' : 's');
