@@ -1,0 +1,373 @@
+//! One WebSocket connection: reads client frames (rate limit, strikes, size limit), writes
+//! the frames the fan-out queued for it in batches (one flush per batch), keeps the peer
+//! alive with pings, reaps idle peers, and closes with a code and a reason.
+//!
+//! One task per connection drives both directions, so an idle connection costs one task,
+//! one bounded queue and the WebSocket's buffers. The session is generic over the socket
+//! (`Stream` + `Sink` of messages), so its logic can run over any transport.
+//!
+//! Where issue 7 plugs in: a per-connection identity lives next to `channels` (set by an
+//! upgrade header or an `auth` frame), and a replay step runs between `expand` and
+//! `registry.subscribe` in [`Session::subscribe`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use metrics::counter;
+use odin_events::Channel;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::config::SlowClientPolicy;
+use crate::consumer::odin_now_ms;
+use crate::fanout::{Registry, Subscriber};
+use crate::limit::TokenBucket;
+use crate::metrics as m;
+use crate::protocol::{self, ClientError, Command, ErrorCode, SubscriptionRequest};
+
+/// Bad or rate-limited frames tolerated per [`STRIKE_WINDOW`] before the connection is closed.
+pub const MAX_STRIKES: u32 = 10;
+pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
+/// Frames written per flush at most, so one busy client yields to the others.
+const MAX_BATCH: usize = 256;
+/// How long a close frame may take to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Per-connection limits, from the configuration.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub client_queue: usize,
+    pub max_channels: usize,
+    pub msgs_per_sec: u32,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub slow_client: SlowClientPolicy,
+    pub slow_client_timeout: Duration,
+}
+
+/// Why a session ended; the label of `ws_disconnections_total`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    /// We close with this code and reason.
+    Close(CloseCode, &'static str, &'static str),
+    /// The peer closed or the socket failed; nothing more to send.
+    Gone(&'static str),
+}
+
+#[derive(Debug)]
+struct Strikes {
+    count: u32,
+    since: Instant,
+}
+
+impl Strikes {
+    /// Counts one strike; true when the connection has used up its tolerance.
+    fn hit(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.since) > STRIKE_WINDOW {
+            self.count = 0;
+            self.since = now;
+        }
+        self.count += 1;
+        self.count > MAX_STRIKES
+    }
+}
+
+struct Session<'a, S> {
+    ws: S,
+    cfg: &'a SessionConfig,
+    registry: &'a Registry,
+    sub: Arc<Subscriber>,
+    rx: mpsc::Receiver<Utf8Bytes>,
+    channels: HashSet<Channel>,
+    bucket: TokenBucket,
+    strikes: Strikes,
+}
+
+/// Runs one connection until it ends or `shutdown` fires (then it closes with 1001).
+pub async fn run<S>(
+    ws: S,
+    id: u64,
+    cfg: &SessionConfig,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+{
+    // Full ⇒ the fan-out drops the frame (counted); with `disconnect`, a queue full for
+    // WS_SLOW_CLIENT_TIMEOUT kicks the session, which closes with 1008.
+    let (tx, rx) = mpsc::channel(cfg.client_queue);
+    let now = Instant::now();
+    let mut s = Session {
+        ws,
+        cfg,
+        registry,
+        sub: Arc::new(Subscriber::new(id, tx)),
+        rx,
+        channels: HashSet::new(),
+        bucket: TokenBucket::new(cfg.msgs_per_sec),
+        strikes: Strikes {
+            count: 0,
+            since: now,
+        },
+    };
+    let end = s.run_loop(&shutdown).await;
+    let all: Vec<Channel> = s.channels.drain().collect();
+    registry.unsubscribe(id, &all);
+    let label = match &end {
+        End::Close(code, reason, label) => {
+            let frame = CloseFrame {
+                code: *code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, s.ws.send(Message::Close(Some(frame))))
+                .await;
+            *label
+        }
+        End::Gone(label) => label,
+    };
+    counter!(m::DISCONNECTIONS, "reason" => label).increment(1);
+    debug!(conn = id, reason = label, "connection ended");
+}
+
+impl<S> Session<'_, S>
+where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+{
+    async fn run_loop(&mut self, shutdown: &CancellationToken) -> End {
+        let mut last_seen = Instant::now();
+        let mut ticker = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.cfg.ping_interval,
+            self.cfg.ping_interval,
+        );
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A write that cannot finish within this is a dead or stuck peer.
+        let write_timeout = match self.cfg.slow_client {
+            SlowClientPolicy::Disconnect => self.cfg.slow_client_timeout,
+            SlowClientPolicy::Drop => self.cfg.idle_timeout,
+        };
+        let sub = Arc::clone(&self.sub);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    return End::Close(CloseCode::Away, "server shutting down", "shutdown");
+                }
+                _ = sub.kicked() => {
+                    return End::Close(CloseCode::Policy, "slow consumer", "slow_consumer");
+                }
+                frame = self.rx.recv() => {
+                    let Some(frame) = frame else {
+                        return End::Gone("queue_closed");
+                    };
+                    let written = tokio::select! {
+                        r = tokio::time::timeout(write_timeout, self.write_batch(Some(frame))) => r,
+                        _ = sub.kicked() => {
+                            return End::Close(CloseCode::Policy, "slow consumer", "slow_consumer");
+                        }
+                    };
+                    match written {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return End::Gone("write_error"),
+                        Err(_) => {
+                            return End::Close(CloseCode::Policy, "slow consumer", "slow_consumer");
+                        }
+                    }
+                }
+                msg = self.ws.next() => {
+                    last_seen = Instant::now();
+                    match msg {
+                        None => return End::Gone("peer_gone"),
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(end) = self.on_text(&text).await {
+                                return end;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let e = ClientError::bad_request("binary frames are not supported; send JSON text frames");
+                            if let Some(end) = self.refuse(None, &e).await {
+                                return end;
+                            }
+                        }
+                        // tungstenite queued the pong; push it out now.
+                        Some(Ok(Message::Ping(_))) => {
+                            if self.ws.flush().await.is_err() {
+                                return End::Gone("write_error");
+                            }
+                        }
+                        Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
+                        Some(Ok(Message::Close(_))) => return End::Gone("peer_closed"),
+                        Some(Err(WsError::Capacity(_))) => {
+                            return End::Close(CloseCode::Size, "frame too large", "frame_too_large");
+                        }
+                        Some(Err(_)) => return End::Gone("read_error"),
+                    }
+                }
+                _ = ticker.tick() => {
+                    if last_seen.elapsed() > self.cfg.idle_timeout {
+                        return End::Close(CloseCode::Away, "idle timeout", "idle");
+                    }
+                    if self.ws.send(Message::Ping(Default::default())).await.is_err() {
+                        return End::Gone("write_error");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is queued (up to [`MAX_BATCH`]), then flushes once.
+    async fn write_batch(&mut self, first: Option<Utf8Bytes>) -> Result<(), WsError> {
+        let mut n = 0;
+        if let Some(f) = first {
+            self.ws.feed(Message::Text(f)).await?;
+            n += 1;
+        }
+        while n < MAX_BATCH {
+            match self.rx.try_recv() {
+                Ok(f) => {
+                    self.ws.feed(Message::Text(f)).await?;
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        self.ws.flush().await
+    }
+
+    /// Sends a reply after every frame queued before it, so a reply is also a barrier:
+    /// everything delivered before the request was handled reaches the client first.
+    async fn reply(&mut self, frame: Utf8Bytes) -> Result<(), WsError> {
+        while !self.rx.is_empty() {
+            self.write_batch(None).await?;
+        }
+        self.ws.send(Message::Text(frame)).await
+    }
+
+    /// Sends an error frame and counts a strike; `Some` when the connection must close.
+    async fn refuse(&mut self, id: Option<&RawValue>, e: &ClientError) -> Option<End> {
+        counter!(m::CLIENT_ERRORS, "code" => e.code.as_str()).increment(1);
+        if self.strikes.hit(Instant::now()) {
+            let reason = if e.code == ErrorCode::RateLimited {
+                "rate limit exceeded"
+            } else {
+                "too many invalid messages"
+            };
+            return Some(End::Close(CloseCode::Policy, reason, "policy"));
+        }
+        if self.reply(protocol::error(id, e)).await.is_err() {
+            return Some(End::Gone("write_error"));
+        }
+        None
+    }
+
+    async fn on_text(&mut self, text: &str) -> Option<End> {
+        if !self.bucket.try_take() {
+            let e = ClientError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} messages per second; message ignored",
+                    self.cfg.msgs_per_sec
+                ),
+            );
+            return self.refuse(None, &e).await;
+        }
+        let frame = match protocol::parse_client_frame(text) {
+            Ok(f) => f,
+            Err((id, e)) => return self.refuse(id.as_deref(), &e).await,
+        };
+        let id = frame.id.as_deref();
+        let reply = match frame.command {
+            Command::Subscribe(req) => self.subscribe(id, &req),
+            Command::Unsubscribe(req) => self.unsubscribe(id, &req),
+            Command::Ping => Ok(protocol::pong(id, odin_now_ms())),
+        };
+        match reply {
+            Ok(frame) => self
+                .reply(frame)
+                .await
+                .is_err()
+                .then_some(End::Gone("write_error")),
+            Err(e) => self.refuse(id, &e).await,
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        id: Option<&RawValue>,
+        req: &SubscriptionRequest,
+    ) -> Result<Utf8Bytes, ClientError> {
+        let expanded = bundles::expand(&req.as_request(), self.cfg.max_channels)?;
+        let new: Vec<Channel> = expanded
+            .iter()
+            .filter(|c| !self.channels.contains(*c))
+            .cloned()
+            .collect();
+        if self.channels.len() + new.len() > self.cfg.max_channels {
+            return Err(ClientError::new(
+                ErrorCode::TooManySubscriptions,
+                format!(
+                    "{} channels held + {} new exceeds the limit of {}",
+                    self.channels.len(),
+                    new.len(),
+                    self.cfg.max_channels
+                ),
+            ));
+        }
+        self.registry.subscribe(&self.sub, &new);
+        self.channels.extend(new);
+        info!(conn = self.sub.id(), channels = self.channels.len(), "client subscribed");
+        let names: Vec<String> = expanded.iter().map(Channel::to_string).collect();
+        Ok(protocol::subscription_reply(
+            true,
+            id,
+            names.iter().map(String::as_str),
+        ))
+    }
+
+    fn unsubscribe(
+        &mut self,
+        id: Option<&RawValue>,
+        req: &SubscriptionRequest,
+    ) -> Result<Utf8Bytes, ClientError> {
+        let expanded = bundles::expand(
+            &req.as_request(),
+            self.cfg.max_channels.max(self.channels.len()),
+        )?;
+        let held: Vec<Channel> = expanded
+            .iter()
+            .filter(|c| self.channels.remove(*c))
+            .cloned()
+            .collect();
+        self.registry.unsubscribe(self.sub.id(), &held);
+        let names: Vec<String> = expanded.iter().map(Channel::to_string).collect();
+        Ok(protocol::subscription_reply(
+            false,
+            id,
+            names.iter().map(String::as_str),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strikes_reset_after_the_window() {
+        let t0 = Instant::now();
+        let mut s = Strikes { count: 0, since: t0 };
+        assert!((0..MAX_STRIKES).all(|_| !s.hit(t0)));
+        assert!(s.hit(t0));
+        let mut s = Strikes { count: 0, since: t0 };
+        for _ in 0..MAX_STRIKES {
+            s.hit(t0);
+        }
+        assert!(!s.hit(t0 + STRIKE_WINDOW + Duration::from_millis(1)));
+    }
+}
