@@ -4,13 +4,16 @@
 #   docker build --target publisher  -t odin-stream/publisher .
 #   docker build --target ws-gateway -t odin-stream/ws-gateway .
 #   docker build --target aggregator -t odin-stream/aggregator .
+#   docker build --target loadtest   -t odin-stream/loadtest .   (capacity tests only)
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
-FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS builder
+FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS source
 WORKDIR /src
 COPY . .
+
+FROM source AS builder
 # Cache mounts keep the registry and target/ between builds; the binaries are copied out of
 # the cached target/ because cache mounts are not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -32,6 +35,12 @@ USER 10001:10001
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
   CMD ["/usr/local/bin/odin-healthcheck"]
 
+FROM source AS loadtest-builder
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p loadtest \
+ && mkdir -p /out && cp target/release/loadtest /out/
+
 FROM runtime AS publisher
 ENV ODIN_SERVICE=publisher API_PORT=3001
 COPY --from=builder /out/publisher /usr/local/bin/publisher
@@ -49,3 +58,9 @@ ENV ODIN_SERVICE=aggregator AGGREGATOR_ADDR=:3004
 COPY --from=builder /out/aggregator /usr/local/bin/aggregator
 EXPOSE 3004
 ENTRYPOINT ["/usr/local/bin/aggregator"]
+
+# Not a service: the load generator, run by deploy/gcp/capacity-test.sh. No health check.
+FROM runtime AS loadtest
+HEALTHCHECK NONE
+COPY --from=loadtest-builder /out/loadtest /usr/local/bin/loadtest
+ENTRYPOINT ["/usr/local/bin/loadtest"]

