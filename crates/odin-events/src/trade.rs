@@ -110,6 +110,16 @@ pub struct TradeRecord {
     pub tx_hash: String,
 }
 
+/// price × amount, refused when it does not fit a decimal (hostile input must not panic).
+fn checked_volume(price: Decimal, amount: Decimal) -> Result<Decimal, TradeError> {
+    price
+        .checked_mul(amount)
+        .ok_or_else(|| TradeError::BadField {
+            field: "volume_usd",
+            reason: format!("price {price} × amount {amount} overflows"),
+        })
+}
+
 fn ser_volume<S: serde::Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
     decimal::serialize(&v.unwrap_or_default(), s)
 }
@@ -123,14 +133,15 @@ impl TradeRecord {
             })?;
         t.validate()?;
         if t.volume_usd.is_none() {
-            t.volume_usd = Some(t.price * t.amount);
+            t.volume_usd = Some(checked_volume(t.price, t.amount)?);
         }
         Ok(t)
     }
 
     /// Volume in USD, price × amount when the record had none.
     pub fn volume_usd(&self) -> Decimal {
-        self.volume_usd.unwrap_or(self.price * self.amount)
+        self.volume_usd
+            .unwrap_or_else(|| self.price.checked_mul(self.amount).unwrap_or(Decimal::MAX))
     }
 
     fn validate(&self) -> Result<(), TradeError> {
@@ -217,7 +228,10 @@ impl TradeRecord {
             side,
             price,
             amount,
-            volume_usd: Some(volume_usd.unwrap_or(price * amount)),
+            volume_usd: Some(match volume_usd {
+                Some(v) => v,
+                None => checked_volume(price, amount)?,
+            }),
             timestamp,
             tx_hash,
         };
@@ -281,6 +295,13 @@ mod tests {
             TradeError::Token(_)
         ));
         assert!(matches!(bad("not json"), TradeError::Malformed { .. }));
+        assert!(matches!(
+            bad(r#"{"token":"BTC","side":"buy","price":"1e27","amount":"1e27","timestamp":1}"#),
+            TradeError::BadField {
+                field: "volume_usd",
+                ..
+            }
+        ));
     }
 
     #[test]
