@@ -165,6 +165,11 @@ def check_shellcheck() -> None:
 
 
 def check_env_names(compose: dict) -> None:
+    # The scan must tell services apart, or the subset checks below could not fail.
+    gw, ag, pub = service_envs("ws-gateway"), service_envs("aggregator"), service_envs("publisher")
+    check("the clap scan separates the services (WS_ADDR only in ws-gateway, API_PORT only in publisher)",
+          "WS_ADDR" in gw and "WS_ADDR" not in ag | pub and "API_PORT" in pub and "API_PORT" not in gw | ag
+          and "KAFKA_BROKERS" in gw & ag & pub, f"gateway {sorted(gw)} aggregator {sorted(ag)} publisher {sorted(pub)}")
     for svc in SERVICES:
         env = compose["services"][svc].get("environment", {})
         known = service_envs(svc)
@@ -350,6 +355,36 @@ def check_healthcheck() -> None:
     check("image health check fails when nothing listens", r.returncode == 1, r.stderr)
 
 
+def clap_longs(text: str) -> set[str]:
+    longs = set()
+    for m in ARG_ATTR.finditer(text):
+        body = m.group("body")
+        named = re.search(r'\blong\s*=\s*"([\w-]+)"', body)
+        if named:
+            longs.add(named.group(1))
+        elif re.search(r"\blong\b", body):
+            longs.add(m.group("field").replace("_", "-"))
+    return longs
+
+
+def check_loadtest_flags() -> None:
+    """The load tests the Taskfile and the GCP capacity test run use real loadtest flags."""
+    text = "".join(f.read_text() for f in sorted((ROOT / "loadtest/src").rglob("*.rs")))
+    known = clap_longs(text) | {"help", "version"}
+    shared = (ROOT / "crates/odin-service/src/config.rs").read_text()
+    if "KafkaArgs" in text:
+        known |= clap_longs(shared)
+    taskfile = load_yaml(ROOT / "Taskfile.yml")
+    task_cmd = " ".join(taskfile["tasks"]["loadtest"]["cmds"])
+    capacity = (ROOT / "deploy/gcp/capacity-test.sh").read_text()
+    capacity_args = re.search(r'LOADTEST_ARGS:-([^}]*)\}', capacity)
+    for label, cmd in [("Taskfile loadtest", task_cmd.split(" -- ", 1)[-1]),
+                       ("deploy/gcp/capacity-test.sh", capacity_args.group(1) if capacity_args else "")]:
+        flags = set(re.findall(r"(?<![\w-])--([a-z][\w-]*)", cmd))
+        unknown = sorted(flags - known)
+        check(f"{label} passes only loadtest flags ({len(flags)} flags)", bool(flags) and not unknown, f"unknown {unknown} in {cmd!r}")
+
+
 def check_dockerfile(compose: dict) -> None:
     text = (ROOT / "Dockerfile").read_text()
     stages = set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", text, re.M | re.I))
@@ -369,7 +404,7 @@ def main() -> int:
     compose = load_yaml(ROOT / "docker-compose.yml")
     steps = [check_schemas, check_task_list, check_shellcheck, lambda: check_env_names(compose),
              lambda: check_prometheus(compose), check_dashboard, lambda: check_dockerfile(compose),
-             check_healthcheck, check_topic_script_logic, check_topic_plan]
+             check_loadtest_flags, check_healthcheck, check_topic_script_logic, check_topic_plan]
     timings = []
     for step in steps:
         started = time.monotonic()
