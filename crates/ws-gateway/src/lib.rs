@@ -11,14 +11,23 @@
 //! - [`http`]: accept loop, `/health`, `/metrics`, connection cap, hand-rolled upgrade.
 //! - [`limit`]: token bucket (client messages) and pacer (`WS_MAX_KAFKA_RATE`).
 //! - [`metrics`]: metric names and pre-resolved handles.
+//! - [`auth`]: JWT validation (HS256/RS256/ES256), token extraction, per-connection identity
+//!   and its expiry clock.
+//! - [`origin`]: the `Origin` allow-list checked before the upgrade.
+//! - [`policy`]: who may receive a record (public / private to a user / internal).
+//! - [`recovery`]: replay of a channel from Kafka offsets and its seamless join to live delivery.
 
+pub mod auth;
 pub mod config;
 pub mod consumer;
 pub mod fanout;
 pub mod http;
 pub mod limit;
 pub mod metrics;
+pub mod origin;
+pub mod policy;
 pub mod protocol;
+pub mod recovery;
 pub mod session;
 
 use std::future::Future;
