@@ -368,12 +368,14 @@ impl Generator {
 
 /// A decimal string with enough significant digits for tiny prices, no exponent.
 fn fmt_dec(x: f64) -> String {
-    let x = if x.is_finite() { x.max(0.0) } else { 0.0 };
+    if !(x.is_finite() && x > 0.0) {
+        return "0".to_owned();
+    }
     let digits = if x >= 1.0 {
         6
     } else {
         // Keep ~8 significant digits below 1.
-        (8 - x.log10().floor() as i32).clamp(6, 20) as usize
+        8i32.saturating_sub(x.log10().floor() as i32).clamp(6, 20) as usize
     };
     let s = format!("{x:.digits$}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
