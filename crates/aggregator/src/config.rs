@@ -12,7 +12,7 @@ use crate::window::WindowSpec;
 
 /// Odin Stream aggregator: trade-info → per-token rolling windows → aggregate-info.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "aggregator", version, about)]
+#[command(name = "aggregator", version, about, args_override_self = true)]
 pub struct Config {
     #[command(flatten)]
     pub kafka: KafkaArgs,

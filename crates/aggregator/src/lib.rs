@@ -80,6 +80,8 @@ pub async fn run_with(
     clock: Arc<dyn Clock>,
 ) -> Result<(), AggregatorError> {
     let settings = config.validate()?;
+    // Install the recorder before the first counter moves, not at the first scrape.
+    let _ = odin_service::telemetry::prometheus();
     let connector = KafkaConnector::new(&config.kafka);
     let health = KafkaHealth::new("aggregator_kafka_connected");
     let producer = Producer::new(
