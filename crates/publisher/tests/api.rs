@@ -494,9 +494,5 @@ async fn a_missing_topic_is_a_503_and_is_not_created() {
 }
 
 fn rand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        & 0xff_ffff
+    rand::random::<u32>() & 0xff_ffff
 }

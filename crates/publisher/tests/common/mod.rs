@@ -111,7 +111,7 @@ pub async fn start_with(broker: &testkit::Broker, extra: &[&str], create: bool) 
         "--shutdown-grace".into(),
         "10s".into(),
     ];
-    if !extra.iter().any(|a| *a == "--topic-prefix") {
+    if !extra.contains(&"--topic-prefix") {
         args.extend(private_topic_args());
     }
     args.extend(extra.iter().map(|s| s.to_string()));
