@@ -2,6 +2,8 @@
 //! publisher recovers by itself when the broker returns, and every event it acknowledged
 //! is on the broker at the offset it reported.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;
