@@ -84,6 +84,7 @@ pub struct PartitionConsumer {
     settings: FetchSettings,
     health: Option<KafkaHealth>,
     backoff: Duration,
+    failures: u64,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -112,6 +113,7 @@ impl PartitionConsumer {
             settings,
             health: None,
             backoff: MIN_BACKOFF,
+            failures: 0,
         }
     }
 
@@ -144,6 +146,12 @@ impl PartitionConsumer {
         self.next_offset
             .map(|o| (self.high_watermark - o).max(0))
             .unwrap_or(0)
+    }
+
+    /// Failed fetch attempts so far. A caller that sees it grow across a `next_batch` knows
+    /// the broker was lost meanwhile and may check the log is still the one it was reading.
+    pub fn failures(&self) -> u64 {
+        self.failures
     }
 
     /// Moves the position (e.g. a replay).
@@ -277,6 +285,7 @@ impl PartitionConsumer {
                     return batch;
                 }
                 Err(e) => {
+                    self.failures += 1;
                     warn!(topic = %self.topic, partition = self.partition, error = %e, retry_in = ?self.backoff, "fetch failed");
                     metrics::counter!("kafka_consumer_errors_total", "topic" => self.topic.clone())
                         .increment(1);

@@ -122,11 +122,7 @@ pub async fn supervise(ctx: Arc<Consumption>, tracker: TaskTracker, cancel: Canc
     let mut client = None;
     loop {
         if client.is_none() {
-            match ctx
-                .connector
-                .client_with_retry(&ctx.health, &cancel)
-                .await
-            {
+            match ctx.connector.client_with_retry(&ctx.health, &cancel).await {
                 Ok(c) => client = Some(c),
                 Err(_) => return, // cancelled
             }
@@ -160,7 +156,10 @@ pub async fn supervise(ctx: Arc<Consumption>, tracker: TaskTracker, cancel: Canc
                         }
                     }
                     if !missing.is_empty() {
-                        warn!(?missing, "event topics missing; they are not created by the gateway");
+                        warn!(
+                            ?missing,
+                            "event topics missing; they are not created by the gateway"
+                        );
                     }
                     ctx.state.set_missing(missing);
                     first_listing = false;
@@ -226,9 +225,8 @@ async fn run_partition(
         Ok(c) => Arc::new(c),
         Err(_) => return,
     };
-    let mut consumer =
-        PartitionConsumer::new(client, topic.clone(), partition, start, ctx.fetch)
-            .with_health(ctx.health.clone());
+    let mut consumer = PartitionConsumer::new(client, topic.clone(), partition, start, ctx.fetch)
+        .with_health(ctx.health.clone());
     let category = ctx.names.category_of_topic(&topic);
     let pm = PartitionMetrics {
         consumed: counter!(m::RECORDS_CONSUMED, "topic" => topic.clone()),
@@ -237,21 +235,41 @@ async fn run_partition(
         latency: metrics::histogram!(m::FANOUT_LATENCY),
     };
     debug!(%topic, partition, ?start, "partition consumer started");
+    let mut last: Option<LastRecord> = None;
     loop {
         let before = consumer.position();
-        let batch = tokio::select! {
+        let failures = consumer.failures();
+        let mut batch = tokio::select! {
             _ = cancel.cancelled() => break,
             b = consumer.next_batch() => b,
         };
         status.ready.store(true, Ordering::Release);
+        if consumer.failures() > failures {
+            // The broker was lost meanwhile; make sure it came back with the same log
+            // before reading on from our position.
+            if let Some(l) = &last {
+                match verify_log(&mut consumer, l, &cancel).await {
+                    LogCheck::Same(rest) => batch.records = rest,
+                    LogCheck::Replaced => {
+                        warn!(%topic, partition, last_offset = l.offset, "broker came back with a different log; reading it from its start");
+                        counter!(m::LOG_RESETS, "topic" => topic.clone()).increment(1);
+                        consumer.seek(0);
+                        last = None;
+                        continue;
+                    }
+                    LogCheck::Cancelled => break,
+                }
+            }
+        }
         if batch.records.is_empty() {
-            // The log end fell below our position: the broker lost this log (a broker with
-            // memory storage restarted, or an unclean leader change). Everything now in it
-            // was written after the loss, so read it from its start rather than skip it.
+            // The log end fell below our position: the broker lost this log. Everything
+            // now in it was written after the loss, so read it from its start.
             if let (Some(b), Some(a)) = (before, consumer.position()) {
                 if a < b {
-                    warn!(%topic, partition, was = b, log_end = a, "log end fell below position; rereading the log from its start");
+                    warn!(%topic, partition, was = b, log_end = a, "log end fell below position; reading the log from its start");
+                    counter!(m::LOG_RESETS, "topic" => topic.clone()).increment(1);
                     consumer.seek(0);
+                    last = None;
                 }
             }
         } else {
@@ -261,6 +279,7 @@ async fn run_partition(
                 }
             }
             pm.consumed.increment(batch.records.len() as u64);
+            last = batch.records.last().map(LastRecord::of);
             for rec in batch.records {
                 handle_record(&ctx, &topic, partition, category, rec, &pm, &cancel).await;
             }
@@ -270,6 +289,62 @@ async fn run_partition(
         pm.lag.set(lag as f64);
     }
     debug!(%topic, partition, "partition consumer stopped");
+}
+
+/// Enough of the last record read to recognise it again after a broker comes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LastRecord {
+    offset: i64,
+    timestamp_ms: i64,
+    key: Option<Vec<u8>>,
+    value_len: usize,
+}
+
+impl LastRecord {
+    fn of(r: &RecordAndOffset) -> Self {
+        Self {
+            offset: r.offset,
+            timestamp_ms: r.record.timestamp.timestamp_millis(),
+            key: r.record.key.clone(),
+            value_len: r.record.value.as_ref().map_or(0, Vec::len),
+        }
+    }
+}
+
+enum LogCheck {
+    /// The log still holds our last record; these are the records after it.
+    Same(Vec<RecordAndOffset>),
+    /// The log was replaced (a broker without persistent storage restarted, or an unclean
+    /// leader change): our position means nothing in it.
+    Replaced,
+    Cancelled,
+}
+
+/// Re-reads the last record delivered and compares it with what we remember.
+async fn verify_log(
+    consumer: &mut PartitionConsumer,
+    last: &LastRecord,
+    cancel: &CancellationToken,
+) -> LogCheck {
+    consumer.seek(last.offset);
+    let batch = tokio::select! {
+        _ = cancel.cancelled() => return LogCheck::Cancelled,
+        b = consumer.next_batch() => b,
+    };
+    let mut records = batch.records;
+    match records.first() {
+        Some(r) if r.offset == last.offset => {
+            if LastRecord::of(r) == *last {
+                records.remove(0);
+                LogCheck::Same(records)
+            } else {
+                LogCheck::Replaced
+            }
+        }
+        // Removed by retention or compaction since: nothing to compare, nothing lost.
+        Some(r) if r.offset > last.offset => LogCheck::Same(records),
+        _ => LogCheck::Replaced,
+    }
 }
 
 async fn handle_record(
@@ -301,7 +376,7 @@ async fn handle_record(
                 })
             });
             if fanout.delivered > 0 {
-                let now_ms = odin_now_ms();
+                let now_ms = now_ms();
                 pm.latency
                     .record((now_ms - record_ms).max(0) as f64 / 1000.0);
             }
@@ -354,7 +429,7 @@ async fn handle_record(
 }
 
 /// Wall-clock epoch milliseconds (record timestamps are wall-clock).
-pub fn odin_now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -123,9 +123,8 @@ async fn read_head(stream: &mut TcpStream) -> Result<Head, HeadError> {
                         .and_then(|h| std::str::from_utf8(h.value).ok())
                 };
                 let has_token = |name: &str, token: &str| {
-                    header(name).is_some_and(|v| {
-                        v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
-                    })
+                    header(name)
+                        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
                 };
                 return Ok(Head {
                     method: req.method.unwrap_or_default().to_owned(),
@@ -192,8 +191,7 @@ impl Drop for Slot<'_> {
 async fn handle(mut stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<Listener>) {
     // Frames are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
-    let head = match tokio::time::timeout(shared.handshake_timeout, read_head(&mut stream)).await
-    {
+    let head = match tokio::time::timeout(shared.handshake_timeout, read_head(&mut stream)).await {
         Ok(Ok(h)) => h,
         Ok(Err(HeadError::TooLarge)) => {
             reject("bad_request");

@@ -111,6 +111,9 @@ mod tests {
         assert_eq!(p.reserve(50, now), Duration::ZERO);
         // 50 records at 100/s occupy 500 ms: the next batch waits for them.
         let w = p.reserve(10, now);
-        assert!(w >= Duration::from_millis(499) && w <= Duration::from_millis(501), "{w:?}");
+        assert!(
+            w >= Duration::from_millis(499) && w <= Duration::from_millis(501),
+            "{w:?}"
+        );
     }
 }

@@ -15,6 +15,7 @@ pub const RECORDS_INVALID: &str = "ws_kafka_records_invalid_total";
 pub const DLQ_RECORDS: &str = "ws_dlq_records_total";
 pub const CONSUMER_LAG: &str = "ws_kafka_consumer_lag";
 pub const PARTITIONS: &str = "ws_kafka_partitions";
+pub const LOG_RESETS: &str = "ws_kafka_log_resets_total";
 pub const DELIVERIES: &str = "ws_deliveries_total";
 pub const DROPPED: &str = "ws_messages_dropped_total";
 pub const FANOUT_LATENCY: &str = "ws_fanout_latency_seconds";
@@ -80,6 +81,10 @@ pub fn describe() {
         "High-watermark minus position, by topic and partition"
     );
     describe_gauge!(PARTITIONS, "Partitions being consumed");
+    describe_counter!(
+        LOG_RESETS,
+        "Partitions re-read from their start because the broker came back with another log"
+    );
     describe_counter!(DELIVERIES, "Event frames queued to clients");
     describe_counter!(DROPPED, "Event frames not delivered, by reason");
     describe_histogram!(

@@ -346,7 +346,10 @@ mod tests {
         };
         assert_eq!(code(Some("NOPE"), &["BTC"], &[]), ErrorCode::UnknownBundle);
         assert_eq!(code(None, &[], &["BTC"]), ErrorCode::InvalidChannel);
-        assert_eq!(code(Some("TRADING"), &["B C"], &[]), ErrorCode::InvalidChannel);
+        assert_eq!(
+            code(Some("TRADING"), &["B C"], &[]),
+            ErrorCode::InvalidChannel
+        );
         assert_eq!(
             code(Some("ALL"), &["BTC"], &[]),
             ErrorCode::TooManySubscriptions
@@ -358,7 +361,12 @@ mod tests {
     #[test]
     fn server_frames_are_json() {
         let id: Box<RawValue> = serde_json::from_str("\"a\"").unwrap();
-        let v = to_value(&subscription_reply(true, Some(&id), ["BTC.trade", "*.creation"].into_iter())).unwrap();
+        let v = to_value(&subscription_reply(
+            true,
+            Some(&id),
+            ["BTC.trade", "*.creation"].into_iter(),
+        ))
+        .unwrap();
         assert_eq!(
             v,
             serde_json::json!({"type":"subscribed","id":"a","channels":["BTC.trade","*.creation"]})

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::SlowClientPolicy;
-use crate::consumer::odin_now_ms;
+use crate::consumer::now_ms;
 use crate::fanout::{Registry, Subscriber};
 use crate::limit::TokenBucket;
 use crate::metrics as m;
@@ -126,8 +126,8 @@ pub async fn run<S>(
                 code: *code,
                 reason: Utf8Bytes::from_static(reason),
             };
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, s.ws.send(Message::Close(Some(frame))))
-                .await;
+            let _ =
+                tokio::time::timeout(CLOSE_TIMEOUT, s.ws.send(Message::Close(Some(frame)))).await;
             *label
         }
         End::Gone(label) => label,
@@ -285,7 +285,7 @@ where
         let reply = match frame.command {
             Command::Subscribe(req) => self.subscribe(id, &req),
             Command::Unsubscribe(req) => self.unsubscribe(id, &req),
-            Command::Ping => Ok(protocol::pong(id, odin_now_ms())),
+            Command::Ping => Ok(protocol::pong(id, now_ms())),
         };
         match reply {
             Ok(frame) => self
@@ -321,7 +321,11 @@ where
         }
         self.registry.subscribe(&self.sub, &new);
         self.channels.extend(new);
-        info!(conn = self.sub.id(), channels = self.channels.len(), "client subscribed");
+        info!(
+            conn = self.sub.id(),
+            channels = self.channels.len(),
+            "client subscribed"
+        );
         let names: Vec<String> = expanded.iter().map(Channel::to_string).collect();
         Ok(protocol::subscription_reply(
             true,
@@ -361,10 +365,16 @@ mod tests {
     #[test]
     fn strikes_reset_after_the_window() {
         let t0 = Instant::now();
-        let mut s = Strikes { count: 0, since: t0 };
+        let mut s = Strikes {
+            count: 0,
+            since: t0,
+        };
         assert!((0..MAX_STRIKES).all(|_| !s.hit(t0)));
         assert!(s.hit(t0));
-        let mut s = Strikes { count: 0, since: t0 };
+        let mut s = Strikes {
+            count: 0,
+            since: t0,
+        };
         for _ in 0..MAX_STRIKES {
             s.hit(t0);
         }
