@@ -300,8 +300,7 @@ impl Verifier {
         validation.validate_nbf = true;
         validation.leeway = (self.leeway_ms / 1000) as u64;
         validation.validate_aud = false;
-        let data =
-            jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(map_error)?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(map_error)?;
         let missing = |claim: &str| AuthError::MissingClaim {
             claim: claim.into(),
         };
@@ -364,7 +363,9 @@ pub fn token_from_request(
         }
         return Ok(Some(rest.trim().to_owned()));
     }
-    Ok(query.and_then(|q| query_param(q, "token")).filter(|t| !t.is_empty()))
+    Ok(query
+        .and_then(|q| query_param(q, "token"))
+        .filter(|t| !t.is_empty()))
 }
 
 /// The percent-decoded value of `name` in a query string (`a=1&token=x`), if present.
@@ -563,25 +564,37 @@ mod tests {
             Err(AuthError::BadSignature)
         );
         assert_eq!(
-            v.verify(&hs(serde_json::json!({"sub":"a","exp":now_s() - 1}), SECRET)),
+            v.verify(&hs(
+                serde_json::json!({"sub":"a","exp":now_s() - 1}),
+                SECRET
+            )),
             Err(AuthError::Expired)
         );
         assert_eq!(
             v.verify(&hs(serde_json::json!({"sub":"a"}), SECRET)),
-            Err(AuthError::MissingClaim { claim: "exp".into() })
+            Err(AuthError::MissingClaim {
+                claim: "exp".into()
+            })
         );
         assert_eq!(
             v.verify(&hs(serde_json::json!({"exp":exp}), SECRET)),
-            Err(AuthError::MissingClaim { claim: "sub".into() })
+            Err(AuthError::MissingClaim {
+                claim: "sub".into()
+            })
         );
         assert_eq!(
             v.verify(&hs(serde_json::json!({"sub":"","exp":exp}), SECRET)),
-            Err(AuthError::BadClaim { claim: "sub".into() })
+            Err(AuthError::BadClaim {
+                claim: "sub".into()
+            })
         );
         assert_eq!(v.verify("not.a.jwt"), Err(AuthError::Malformed));
         assert_eq!(v.verify("garbage"), Err(AuthError::Malformed));
         assert_eq!(v.verify(""), Err(AuthError::Missing));
-        assert_eq!(v.verify(&"a".repeat(MAX_TOKEN_BYTES + 1)), Err(AuthError::TooLong));
+        assert_eq!(
+            v.verify(&"a".repeat(MAX_TOKEN_BYTES + 1)),
+            Err(AuthError::TooLong)
+        );
         // A tampered payload breaks the signature.
         let t = hs(serde_json::json!({"sub":"a","exp":exp}), SECRET);
         let mut parts: Vec<&str> = t.split('.').collect();
@@ -623,7 +636,10 @@ mod tests {
     fn leeway_extends_expiry() {
         let exp = now_s() - 5;
         let t = hs(serde_json::json!({"sub":"a","exp":exp}), SECRET);
-        assert_eq!(Verifier::hs256(SECRET, 0).verify(&t), Err(AuthError::Expired));
+        assert_eq!(
+            Verifier::hs256(SECRET, 0).verify(&t),
+            Err(AuthError::Expired)
+        );
         let id = Verifier::hs256(SECRET, 30).verify(&t).unwrap();
         assert_eq!(id.valid_until_ms, (exp + 30) * 1000);
         // Millisecond precision at the boundary.
@@ -648,10 +664,8 @@ mod tests {
     const EC_PUBLIC: &str = include_str!("../tests/keys/ec_public.pem");
 
     fn key_file(name: &str, pem: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!(
-            "ws-gateway-auth-{}-{name}.pem",
-            std::process::id()
-        ));
+        let p =
+            std::env::temp_dir().join(format!("ws-gateway-auth-{}-{name}.pem", std::process::id()));
         std::fs::write(&p, pem).unwrap();
         p
     }
@@ -675,7 +689,10 @@ mod tests {
         assert_eq!(&*rsa.verify(&t).unwrap().user_id, "bob");
         // Same claims, HS256 "signed" with the public key text: refused (no HMAC key).
         let confused = hs(claims.clone(), RSA_PUBLIC.as_bytes());
-        assert!(matches!(rsa.verify(&confused), Err(AuthError::Algorithm { .. })));
+        assert!(matches!(
+            rsa.verify(&confused),
+            Err(AuthError::Algorithm { .. })
+        ));
 
         let ec = Verifier::from_args(&args(key_file("ec", EC_PUBLIC))).unwrap();
         let t = encode(
@@ -737,8 +754,14 @@ mod tests {
             token_from_request(Some("bearer  x "), None),
             Ok(Some("x".into()))
         );
-        assert_eq!(token_from_request(Some("Basic xyz"), None), Err(AuthError::Malformed));
-        assert_eq!(token_from_request(Some("Bearer"), None), Err(AuthError::Malformed));
+        assert_eq!(
+            token_from_request(Some("Basic xyz"), None),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            token_from_request(Some("Bearer"), None),
+            Err(AuthError::Malformed)
+        );
         assert_eq!(
             token_from_request(None, Some("a=1&token=t%2Ek&b")),
             Ok(Some("t.k".into()))

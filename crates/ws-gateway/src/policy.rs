@@ -111,7 +111,10 @@ mod tests {
         let public = Audience::of(Public, None, false);
         assert!(public.admits(&anon, 0) && public.admits(&alice, 0));
         // A public record with a userId is still public.
-        assert_eq!(Audience::of(Public, Some("alice"), true), Audience::Everyone);
+        assert_eq!(
+            Audience::of(Public, Some("alice"), true),
+            Audience::Everyone
+        );
 
         for c in [Confidential, Restricted] {
             let a = Audience::of(c, Some("alice"), true);

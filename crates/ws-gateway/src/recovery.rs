@@ -302,7 +302,11 @@ impl Recoverer {
         let from = after.saturating_add(1);
         let client = self.client().await?;
         let pc = client
-            .partition_client(loc.topic.clone(), loc.partition, UnknownTopicHandling::Error)
+            .partition_client(
+                loc.topic.clone(),
+                loc.partition,
+                UnknownTopicHandling::Error,
+            )
             .await?;
         let earliest = pc.get_offset(OffsetAt::Earliest).await?;
         if from < earliest {
@@ -314,9 +318,7 @@ impl Recoverer {
         // The log end when the replay started: live delivery takes over from there.
         let mut end: Option<i64> = None;
         loop {
-            let fetched = pc
-                .fetch_records(next, 1..self.max_bytes.max(2), 0)
-                .await;
+            let fetched = pc.fetch_records(next, 1..self.max_bytes.max(2), 0).await;
             let (records, hwm) = match fetched {
                 Ok(r) => r,
                 Err(RsError::ServerError {
@@ -349,7 +351,8 @@ impl Recoverer {
                 if r.offset < next || r.offset >= end {
                     continue;
                 }
-                let keyed_elsewhere = matches!(r.record.key.as_deref(), Some(k) if !k.is_empty() && k != token);
+                let keyed_elsewhere =
+                    matches!(r.record.key.as_deref(), Some(k) if !k.is_empty() && k != token);
                 if keyed_elsewhere {
                     continue;
                 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use odin_events::envelope::{parse_record, SOURCE_PUBLISHER};
 use odin_events::{
-    partition_for_key, Category, Channel, Classification, Envelope, EventType, Metadata,
-    TopicMode, TopicNames, EVENT_VERSION,
+    partition_for_key, Category, Channel, Classification, Envelope, EventType, Metadata, TopicMode,
+    TopicNames, EVENT_VERSION,
 };
 use odin_service::{KafkaHealth, OutRecord, Producer, ProducerConfig};
 use tokio::time::Instant;
@@ -84,13 +84,19 @@ async fn replays_a_channel_after_an_offset_then_reports_bounds() {
     let mut offsets = Vec::new();
     for i in 0..10 {
         let d = p
-            .send(record(&topic, &envelope(EventType::TradeExecuted, &token, i)))
+            .send(record(
+                &topic,
+                &envelope(EventType::TradeExecuted, &token, i),
+            ))
             .await
             .unwrap();
         offsets.push(d.offset);
-        p.send(record(&topic, &envelope(EventType::TradeExecuted, &other, i)))
-            .await
-            .unwrap();
+        p.send(record(
+            &topic,
+            &envelope(EventType::TradeExecuted, &other, i),
+        ))
+        .await
+        .unwrap();
     }
     let rec = Recoverer::new(broker.connector(), names.clone(), &RecoveryArgs::default());
     let channel = Channel::parse(&format!("{token}.trade")).unwrap();
@@ -99,7 +105,13 @@ async fn replays_a_channel_after_an_offset_then_reports_bounds() {
 
     // After the 4th record: exactly records 4..10 of this token, in order.
     let r = rec
-        .replay(&channel, offsets[3], 1000, deadline(), decode(Category::Trade))
+        .replay(
+            &channel,
+            offsets[3],
+            1000,
+            deadline(),
+            decode(Category::Trade),
+        )
         .await;
     let want: Vec<String> = (4..10).map(|i| format!("{token}-{i}")).collect();
     assert_eq!(r.items, want);
@@ -109,19 +121,37 @@ async fn replays_a_channel_after_an_offset_then_reports_bounds() {
 
     // From before the first record: all ten.
     let r = rec
-        .replay(&channel, offsets[0] - 1, 1000, deadline(), decode(Category::Trade))
+        .replay(
+            &channel,
+            offsets[0] - 1,
+            1000,
+            deadline(),
+            decode(Category::Trade),
+        )
         .await;
     assert_eq!(r.items.len(), 10);
 
     // Up to date: complete, nothing to replay.
     let r = rec
-        .replay(&channel, r.live_from - 1, 1000, deadline(), decode(Category::Trade))
+        .replay(
+            &channel,
+            r.live_from - 1,
+            1000,
+            deadline(),
+            decode(Category::Trade),
+        )
         .await;
     assert_eq!((r.outcome.recovered, r.outcome.replayed), (true, 0));
 
     // Beyond the log end: not an offset of this log.
     let r = rec
-        .replay(&channel, r.live_from + 100, 1000, deadline(), decode(Category::Trade))
+        .replay(
+            &channel,
+            r.live_from + 100,
+            1000,
+            deadline(),
+            decode(Category::Trade),
+        )
         .await;
     assert!(!r.outcome.recovered);
     assert_eq!(r.outcome.reason, Some(Incomplete::BeyondLogEnd));
@@ -129,21 +159,42 @@ async fn replays_a_channel_after_an_offset_then_reports_bounds() {
 
     // More missed records than allowed.
     let r = rec
-        .replay(&channel, offsets[0] - 1, 5, deadline(), decode(Category::Trade))
+        .replay(
+            &channel,
+            offsets[0] - 1,
+            5,
+            deadline(),
+            decode(Category::Trade),
+        )
         .await;
     assert_eq!(r.outcome.reason, Some(Incomplete::TooManyRecords));
     assert!(r.items.is_empty());
-    assert_eq!(r.live_from, offsets[0], "live resumes after the client's own offset");
+    assert_eq!(
+        r.live_from, offsets[0],
+        "live resumes after the client's own offset"
+    );
 
     // No time left.
     let r = rec
-        .replay(&channel, offsets[0] - 1, 1000, Instant::now(), decode(Category::Trade))
+        .replay(
+            &channel,
+            offsets[0] - 1,
+            1000,
+            Instant::now(),
+            decode(Category::Trade),
+        )
         .await;
     assert_eq!(r.outcome.reason, Some(Incomplete::Timeout));
 
     // Wildcards have no single partition.
     let r = rec
-        .replay(&Channel::wildcard(Category::Trade), 0, 1000, deadline(), decode(Category::Trade))
+        .replay(
+            &Channel::wildcard(Category::Trade),
+            0,
+            1000,
+            deadline(),
+            decode(Category::Trade),
+        )
         .await;
     assert_eq!(r.outcome.reason, Some(Incomplete::NotSubscribed));
 }
@@ -164,18 +215,31 @@ async fn single_topic_mode_filters_by_category() {
         } else {
             EventType::CommentPosted
         };
-        let d = p.send(record(&names.single, &envelope(t, &token, i))).await.unwrap();
+        let d = p
+            .send(record(&names.single, &envelope(t, &token, i)))
+            .await
+            .unwrap();
         first.get_or_insert(d.offset);
     }
     let rec = Recoverer::new(broker.connector(), names, &RecoveryArgs::default());
     let channel = Channel::parse(&format!("{token}.trade")).unwrap();
     let r = rec
-        .replay(&channel, first.unwrap() - 1, 1000, deadline(), decode(Category::Trade))
+        .replay(
+            &channel,
+            first.unwrap() - 1,
+            1000,
+            deadline(),
+            decode(Category::Trade),
+        )
         .await;
     assert!(r.outcome.recovered);
     assert_eq!(
         r.items,
-        vec![format!("{token}-0"), format!("{token}-2"), format!("{token}-4")]
+        vec![
+            format!("{token}-0"),
+            format!("{token}-2"),
+            format!("{token}-4")
+        ]
     );
 }
 
@@ -187,13 +251,22 @@ async fn a_missing_topic_is_unavailable_and_not_created() {
     names.categories[Category::Social.index()] = missing.clone();
     let rec = Recoverer::new(broker.connector(), names, &RecoveryArgs::default());
     let r = rec
-        .replay(&Channel::parse("BTC.social").unwrap(), 0, 1000, deadline(), decode(Category::Social))
+        .replay(
+            &Channel::parse("BTC.social").unwrap(),
+            0,
+            1000,
+            deadline(),
+            decode(Category::Social),
+        )
         .await;
     assert_eq!(r.outcome.reason, Some(Incomplete::Unavailable));
     let counts = odin_service::kafka::partition_counts(&broker.client().await.unwrap())
         .await
         .unwrap();
-    assert!(!counts.contains_key(&missing), "recovery must never create topics");
+    assert!(
+        !counts.contains_key(&missing),
+        "recovery must never create topics"
+    );
 }
 
 fn rand_u32() -> u32 {
