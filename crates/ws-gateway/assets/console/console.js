@@ -666,13 +666,18 @@
       updateCount();
     });
     let filterTimer = null;
-    el.filter.addEventListener('input', () => {
+    const applyFilter = () => {
       clearTimeout(filterTimer);
       filterTimer = setTimeout(() => {
-        state.filter = el.filter.value.trim().toLowerCase();
+        const f = el.filter.value.trim().toLowerCase();
+        if (f === state.filter) return;
+        state.filter = f;
         rebuildRows();
       }, 150);
-    });
+    };
+    // `input` while typing; `change` and `search` also cover clearing (the field's × button,
+    // a programmatic clear) which fires no `input`.
+    for (const ev of ['input', 'change', 'search']) el.filter.addEventListener(ev, applyFilter);
     el.filter.addEventListener('keydown', (e) => {
       if (e.key === 'Escape') {
         el.filter.value = '';
