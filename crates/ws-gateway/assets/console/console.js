@@ -594,14 +594,15 @@
     for (const t of topics) {
       const v = num(lag[t]) || 0;
       total += v;
-      const tr = document.createElement('tr');
-      const a = document.createElement('td');
+      const li = document.createElement('li');
+      const a = document.createElement('span');
+      a.className = 'topic';
       a.textContent = t;
-      const b = document.createElement('td');
-      b.className = 'num';
+      const b = document.createElement('span');
+      b.className = 'lag';
       b.textContent = fmtNum(v);
-      tr.append(a, b);
-      frag.appendChild(tr);
+      li.append(a, b);
+      frag.appendChild(li);
     }
     el.lagRows.replaceChildren(frag);
     el.stLag.textContent = topics.length > 0 ? fmtNum(total) : '–';
