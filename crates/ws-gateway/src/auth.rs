@@ -21,6 +21,13 @@ use serde::Deserialize;
 /// How long a connection whose token expired may stay open waiting for a fresh `auth` frame.
 pub const EXPIRY_GRACE: Duration = Duration::from_secs(5);
 
+/// Refused tokens, by `stage` (`upgrade`, `frame`) and `reason` ([`AuthError::label`]).
+pub const AUTH_FAILURES: &str = "ws_auth_failures_total";
+/// Accepted tokens, by `stage`.
+pub const AUTH_SUCCESS: &str = "ws_auth_success_total";
+/// Token expiries on open connections, by `outcome` (`notified`, `closed`).
+pub const TOKEN_EXPIRED: &str = "ws_token_expired_total";
+
 /// Longest token accepted (a JWT of a few claims is well under 2 KiB).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 

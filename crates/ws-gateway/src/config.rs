@@ -6,6 +6,10 @@ use std::time::Duration;
 use clap::Parser;
 use odin_service::{KafkaArgs, StartFrom, TelemetryArgs, TopicArgs};
 
+use crate::auth::AuthArgs;
+use crate::origin::OriginPolicy;
+use crate::recovery::RecoveryArgs;
+
 /// What happens to a client whose outbound queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SlowClientPolicy {
@@ -114,6 +118,12 @@ pub struct Config {
     pub shutdown_grace: Duration,
 
     #[command(flatten)]
+    pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub recovery: RecoveryArgs,
+
+    #[command(flatten)]
     pub kafka: KafkaArgs,
 
     #[command(flatten)]
@@ -133,6 +143,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError(m));
         self.kafka.validate().map_err(ConfigError)?;
+        self.recovery.validate().map_err(ConfigError)?;
+        OriginPolicy::parse(&self.auth.allowed_origins).map_err(|e| ConfigError(e.to_string()))?;
         odin_service::config::parse_listen_addr(&self.ws_addr).map_err(ConfigError)?;
         if !(0..=30_000).contains(&self.fetch_max_wait_ms) {
             return bad(format!(

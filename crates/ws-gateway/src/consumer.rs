@@ -27,7 +27,8 @@ use tracing::{debug, info, warn};
 use crate::fanout::Registry;
 use crate::limit::Pacer;
 use crate::metrics as m;
-use crate::protocol::{event_frame, EventFields};
+use crate::policy::Audience;
+use crate::protocol::record_frame;
 
 /// Dead letters waiting for their acknowledgement; when all are taken, the consumer waits
 /// for one (backpressure) rather than holding unbounded records in memory.
@@ -104,6 +105,8 @@ pub struct Consumption {
     /// Set only with `--dlq`.
     pub dead_letters: Option<Producer>,
     pub dead_letter_slots: Arc<Semaphore>,
+    /// Whether any JWT key is configured; without one no private record is delivered.
+    pub auth_enabled: bool,
 }
 
 impl Consumption {
@@ -364,17 +367,16 @@ async fn handle_record(
             // Channel = token + the category of the topic (or of the event type on the
             // single topic).
             let category = category.unwrap_or_else(|| p.event_type.category());
-            let fanout = ctx.registry.deliver(category, &p.token_id, || {
-                event_frame(&EventFields {
-                    token: &p.token_id,
-                    category,
-                    event_type: p.event_type,
-                    timestamp_ms: p.timestamp.unwrap_or(record_ms),
-                    event_id: p.event_id.as_deref(),
-                    offset: rec.offset,
-                    data: &p.data,
-                })
-            });
+            let audience = Audience::of(p.classification, p.user_id.as_deref(), ctx.auth_enabled);
+            if let Audience::Nobody(reason) = audience {
+                reason.count();
+                return;
+            }
+            let fanout =
+                ctx.registry
+                    .deliver_to(category, &p.token_id, rec.offset, audience, || {
+                        record_frame(&p, category, rec.offset, record_ms)
+                    });
             if fanout.delivered > 0 {
                 let now_ms = now_ms();
                 pm.latency

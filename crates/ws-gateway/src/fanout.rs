@@ -15,8 +15,11 @@ use odin_events::{Category, Channel};
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::auth::ConnIdentity;
 use crate::config::SlowClientPolicy;
 use crate::metrics::FanoutMetrics;
+use crate::policy::Audience;
+use crate::recovery::Seam;
 
 /// One connection as the fan-out sees it.
 #[derive(Debug)]
@@ -27,17 +30,25 @@ pub struct Subscriber {
     full_since: AtomicU64,
     kicked: AtomicBool,
     kick: Notify,
+    /// Who the connection is: private records go only to their user.
+    pub identity: ConnIdentity,
+    /// Holds live frames of channels being replayed, so replay and live join seamlessly.
+    pub seam: Seam<Utf8Bytes>,
 }
 
 impl Subscriber {
     /// A subscriber whose frames go to `tx`.
     pub fn new(id: u64, tx: mpsc::Sender<Utf8Bytes>) -> Self {
+        // A replay holds at most a queue's worth of live frames per channel.
+        let seam = Seam::new(tx.max_capacity());
         Self {
             id,
             tx,
             full_since: AtomicU64::new(0),
             kicked: AtomicBool::new(false),
             kick: Notify::new(),
+            identity: ConnIdentity::anonymous(),
+            seam,
         }
     }
 
@@ -163,12 +174,25 @@ impl Registry {
         removed
     }
 
-    /// Queues the frame of a record on `token` in `category` for every subscriber of the
-    /// channel and of its wildcard, each once. `frame` is built only when someone listens.
+    /// A public record (tests, tools): [`Registry::deliver_to`] with no offset and everyone.
     pub fn deliver(
         &self,
         category: Category,
         token: &str,
+        frame: impl FnOnce() -> Utf8Bytes,
+    ) -> Fanout {
+        self.deliver_to(category, token, -1, Audience::Everyone, frame)
+    }
+
+    /// Queues the frame of the record at `offset` on `token` in `category` for every
+    /// subscriber of the channel and of its wildcard that `audience` admits, each once.
+    /// `frame` is built only when someone listens.
+    pub fn deliver_to(
+        &self,
+        category: Category,
+        token: &str,
+        offset: i64,
+        audience: Audience<'_>,
         frame: impl FnOnce() -> Utf8Bytes,
     ) -> Fanout {
         let mut out = Fanout::default();
@@ -179,20 +203,34 @@ impl Registry {
         if exact.is_empty() && shard.wildcard.is_empty() {
             return out;
         }
-        // Where private events (issue 7) get filtered: a per-subscriber identity check
-        // goes next to `offer`.
         let frame = frame();
         let mut slow = 0u64;
         let mut closed = 0u64;
-        for s in exact {
+        // Read the clock once per private record, not per subscriber.
+        let now_ms = if audience.is_private() {
+            crate::auth::epoch_ms()
+        } else {
+            0
+        };
+        let mut offer = |s: &Subscriber| {
+            if !audience.admits(&s.identity, now_ms) {
+                return;
+            }
+            // Held for a replay in progress: the session sends it after the replay.
+            if s.seam.hold(category, token, offset, &frame) {
+                return;
+            }
             self.offer(s, &frame, &mut out, &mut slow, &mut closed);
+        };
+        for s in exact {
+            offer(s);
         }
         for s in &shard.wildcard {
             // A client on both `BTC.trade` and `*.trade` gets the record once.
             if !exact.is_empty() && exact.binary_search_by_key(&s.id, |x| x.id).is_ok() {
                 continue;
             }
-            self.offer(s, &frame, &mut out, &mut slow, &mut closed);
+            offer(s);
         }
         drop(shard);
         self.metrics.deliveries.increment(out.delivered);

@@ -17,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::auth::{self, AuthError, Identity};
 use crate::consumer::KafkaState;
 use crate::fanout::Registry;
 use crate::metrics as m;
+use crate::origin::OriginPolicy;
 use crate::session::{self, SessionConfig};
 
 /// Longest accepted request head.
@@ -36,6 +38,8 @@ const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct Listener {
     pub session: SessionConfig,
+    /// Browser origins allowed to upgrade (403 otherwise).
+    pub origins: OriginPolicy,
     pub ws_config: WebSocketConfig,
     pub max_connections: usize,
     pub handshake_timeout: Duration,
@@ -92,6 +96,8 @@ struct Head {
     upgrade_websocket: bool,
     key: Option<String>,
     version_13: bool,
+    origin: Option<String>,
+    authorization: Option<String>,
     /// Bytes read after the head (a client may pipeline its first frame).
     rest: Vec<u8>,
 }
@@ -133,6 +139,8 @@ async fn read_head(stream: &mut TcpStream) -> Result<Head, HeadError> {
                         && has_token("connection", "upgrade"),
                     key: header("sec-websocket-key").map(str::to_owned),
                     version_13: header("sec-websocket-version").is_some_and(|v| v.trim() == "13"),
+                    origin: header("origin").map(str::to_owned),
+                    authorization: header("authorization").map(str::to_owned),
                     rest: buf[len..].to_vec(),
                 });
             }
@@ -147,6 +155,8 @@ async fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: 
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         426 => "Upgrade Required",
@@ -157,6 +167,9 @@ async fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: 
     let mut extra = "";
     if status == 426 {
         extra = "Upgrade: websocket\r\n";
+    }
+    if status == 401 {
+        extra = "WWW-Authenticate: Bearer\r\n";
     }
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
@@ -243,6 +256,21 @@ async fn upgrade(mut stream: TcpStream, peer: std::net::SocketAddr, head: Head, 
         reject("shutting_down");
         return json_error(&mut stream, 503, "server shutting down").await;
     }
+    // Before anything else a browser page from another site could learn from.
+    if !shared.origins.allows(head.origin.as_deref()) {
+        reject("origin");
+        debug!(%peer, origin = ?head.origin, "upgrade from a disallowed origin");
+        return json_error(&mut stream, 403, "origin not allowed").await;
+    }
+    let identity = match authenticate(&head, &shared.session) {
+        Ok(id) => id,
+        Err(e) => {
+            reject("unauthorized");
+            counter!(auth::AUTH_FAILURES, "stage" => "upgrade", "reason" => e.label()).increment(1);
+            debug!(%peer, error = %e, "upgrade refused");
+            return json_error(&mut stream, 401, &e.to_string()).await;
+        }
+    };
     if shared.open.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
         shared.open.fetch_sub(1, Ordering::AcqRel);
         reject("capacity");
@@ -271,12 +299,32 @@ async fn upgrade(mut stream: TcpStream, peer: std::net::SocketAddr, head: Head, 
     session::run(
         ws,
         id,
+        identity,
         &shared.session,
         &shared.registry,
         shared.shutdown.clone(),
     )
     .await;
     gauge!(m::CONNECTIONS).decrement(1.0);
+}
+
+/// The identity of an upgrade request: its token verified, or anonymous. Without a key
+/// configured tokens are ignored (nothing to check them with; the gateway warned at start).
+fn authenticate(head: &Head, cfg: &SessionConfig) -> Result<Option<Identity>, AuthError> {
+    let query = head.path.split_once('?').map(|(_, q)| q);
+    let token = auth::token_from_request(head.authorization.as_deref(), query)?;
+    if !cfg.verifier.is_configured() {
+        return Ok(None);
+    }
+    match token {
+        Some(t) => {
+            let id = cfg.verifier.verify(&t)?;
+            counter!(auth::AUTH_SUCCESS, "stage" => "upgrade").increment(1);
+            Ok(Some(id))
+        }
+        None if cfg.verifier.is_required() => Err(AuthError::Missing),
+        None => Ok(None),
+    }
 }
 
 /// `/health`: 200 when every event topic exists and every partition consumer is reading,

@@ -51,6 +51,8 @@ pub enum GatewayError {
     Config(#[from] ConfigError),
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthConfigError),
 }
 
 /// Runs the gateway on `listener` until `shutdown` completes, then closes every client with
@@ -66,7 +68,18 @@ pub async fn run(
     metrics::describe();
     warn_about_file_limit(config.max_connections);
 
+    let verifier = auth::Verifier::from_args(&config.auth)?;
+    let origins = origin::OriginPolicy::parse(&config.auth.allowed_origins)
+        .map_err(|e| ConfigError(e.to_string()))?;
+    if !verifier.is_configured() {
+        warn!("no WS_JWT_SECRET or WS_JWT_PUBLIC_KEY_FILE: every client is anonymous and no private (confidential/restricted) event is delivered");
+    }
     let connector = KafkaConnector::new(&config.kafka);
+    let recoverer = Arc::new(recovery::Recoverer::new(
+        connector.clone(),
+        config.topics.names(),
+        &config.recovery,
+    ));
     let health = KafkaHealth::new(metrics::KAFKA_CONNECTED);
     let registry = Arc::new(fanout::Registry::new(
         config.slow_client,
@@ -96,6 +109,7 @@ pub async fn run(
         pacer: limit::Pacer::new(config.max_kafka_rate),
         dead_letters: dead_letters.clone(),
         dead_letter_slots: consumer::Consumption::dead_letter_slots(),
+        auth_enabled: verifier.is_configured(),
     });
 
     let stop_sessions = CancellationToken::new();
@@ -116,7 +130,10 @@ pub async fn run(
             idle_timeout: config.idle_timeout,
             slow_client: config.slow_client,
             slow_client_timeout: config.slow_client_timeout,
+            verifier,
+            recoverer,
         },
+        origins,
         ws_config: http::ws_config(config.max_frame_bytes),
         max_connections: config.max_connections,
         handshake_timeout: config.handshake_timeout,

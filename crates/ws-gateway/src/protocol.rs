@@ -1,6 +1,8 @@
 //! The wire protocol: client frames in, server frames out (JSON text frames), error codes,
 //! and the event frame, serialised once per record and shared by every subscriber.
 
+use std::collections::BTreeMap;
+
 use odin_events::{Category, EventType};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -78,6 +80,10 @@ pub struct SubscriptionRequest {
     pub tokens: Vec<String>,
     #[serde(default)]
     pub channels: Vec<String>,
+    /// `"recover":{"BTC.trade":<last offset seen>,…}` (subscribe only): replay what was
+    /// missed after each offset before going live.
+    #[serde(default)]
+    pub recover: BTreeMap<String, i64>,
 }
 
 impl SubscriptionRequest {
@@ -96,6 +102,10 @@ pub enum Command {
     Subscribe(SubscriptionRequest),
     Unsubscribe(SubscriptionRequest),
     Ping,
+    /// `{"type":"auth","token":"<jwt>"}`.
+    Auth {
+        token: String,
+    },
 }
 
 /// A parsed client frame: the command and the client's correlation id (echoed verbatim).
@@ -127,6 +137,19 @@ struct SubscribeFrame {
     tokens: Vec<String>,
     #[serde(default)]
     channels: Vec<String>,
+    #[serde(default)]
+    recover: Option<BTreeMap<String, i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // `kind` and `id` are read by serde only (see `SubscribeFrame`)
+struct AuthFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    id: Option<Box<RawValue>>,
+    token: String,
 }
 
 /// Parses a client text frame. On failure the error carries whatever id could be read, so
@@ -151,10 +174,26 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, (Option<Box<RawValu
                     ClientError::bad_request(format!("bad {kind} frame: {e}")),
                 )
             })?;
+            if kind == "unsubscribe" && f.recover.is_some() {
+                return Err((
+                    id,
+                    ClientError::bad_request("\"recover\" is only valid on subscribe"),
+                ));
+            }
+            let recover = f.recover.unwrap_or_default();
+            if let Some((c, o)) = recover.iter().find(|(_, o)| **o < -1) {
+                return Err((
+                    id,
+                    ClientError::bad_request(format!(
+                        "recover offset {o} of {c:?} is not an offset (the last one seen, or -1)"
+                    )),
+                ));
+            }
             let req = SubscriptionRequest {
                 bundle: f.bundle,
                 tokens: f.tokens,
                 channels: f.channels,
+                recover,
             };
             if kind == "subscribe" {
                 Command::Subscribe(req)
@@ -163,11 +202,20 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, (Option<Box<RawValu
             }
         }
         "ping" => Command::Ping,
+        "auth" => {
+            let f: AuthFrame = serde_json::from_str(text).map_err(|e| {
+                (
+                    id.clone(),
+                    ClientError::bad_request(format!("bad auth frame: {e}")),
+                )
+            })?;
+            Command::Auth { token: f.token }
+        }
         other => {
             return Err((
                 id,
                 ClientError::bad_request(format!(
-                    "unknown message type {other:?} (subscribe, unsubscribe, ping)"
+                    "unknown message type {other:?} (subscribe, unsubscribe, ping, auth)"
                 )),
             ))
         }
@@ -212,6 +260,43 @@ pub fn subscription_reply<'a>(
     });
     push_id(&mut out, id);
     push_channels(&mut out, channels);
+    out.push('}');
+    out.into()
+}
+
+/// `{"type":"subscribed","id":…,"channels":[…],"recovery":{"BTC.trade":{"recovered":true,"replayed":12},…}}`.
+pub fn subscribed_with_recovery<'a>(
+    id: Option<&RawValue>,
+    channels: impl Iterator<Item = &'a str>,
+    recovery: &[(String, crate::recovery::Outcome)],
+) -> Utf8Bytes {
+    let mut out = String::with_capacity(64 + 48 * recovery.len());
+    out.push_str("{\"type\":\"subscribed\"");
+    push_id(&mut out, id);
+    push_channels(&mut out, channels);
+    out.push_str(",\"recovery\":{");
+    for (i, (channel, outcome)) in recovery.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(&mut out, channel);
+        out.push(':');
+        // A struct of a bool, a number and an optional enum serialises without error.
+        out.push_str(&serde_json::to_string(outcome).unwrap_or_default());
+    }
+    out.push_str("}}");
+    out.into()
+}
+
+/// `{"type":"authenticated","id":…,"userId":"…","expiresAt":<epoch ms>}`.
+pub fn authenticated(id: Option<&RawValue>, user_id: &str, expires_at_ms: i64) -> Utf8Bytes {
+    let mut out = String::with_capacity(80 + user_id.len());
+    out.push_str("{\"type\":\"authenticated\"");
+    push_id(&mut out, id);
+    out.push_str(",\"userId\":");
+    push_str(&mut out, user_id);
+    out.push_str(",\"expiresAt\":");
+    out.push_str(&expires_at_ms.to_string());
     out.push('}');
     out.into()
 }
@@ -278,6 +363,25 @@ pub fn event_frame(f: &EventFields<'_>) -> Utf8Bytes {
     out.into()
 }
 
+/// The event frame of a parsed record read from `offset`, as live delivery and replays both
+/// build it (the record's own event time, else the Kafka timestamp).
+pub fn record_frame(
+    p: &odin_events::ParsedRecord<'_>,
+    category: Category,
+    offset: i64,
+    record_ms: i64,
+) -> Utf8Bytes {
+    event_frame(&EventFields {
+        token: &p.token_id,
+        category,
+        event_type: p.event_type,
+        timestamp_ms: p.timestamp.unwrap_or(record_ms),
+        event_id: p.event_id.as_deref(),
+        offset,
+        data: &p.data,
+    })
+}
+
 /// For tests and tools: a frame as a JSON value.
 pub fn to_value(frame: &str) -> Option<Value> {
     serde_json::from_str(frame).ok()
@@ -313,6 +417,26 @@ mod tests {
             parse_client_frame(r#"{"type":"ping"}"#).unwrap().command,
             Command::Ping
         );
+        assert_eq!(
+            parse_client_frame(r#"{"type":"auth","token":"a.b.c","id":1}"#)
+                .unwrap()
+                .command,
+            Command::Auth {
+                token: "a.b.c".into()
+            }
+        );
+        match parse_client_frame(
+            r#"{"type":"subscribe","channels":["BTC.trade"],"recover":{"BTC.trade":41,"ETH.trade":-1}}"#,
+        )
+        .unwrap()
+        .command
+        {
+            Command::Subscribe(r) => {
+                assert_eq!(r.recover.get("BTC.trade"), Some(&41));
+                assert_eq!(r.recover.get("ETH.trade"), Some(&-1));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -324,6 +448,12 @@ mod tests {
             r#"{"type":"dance"}"#,
             r#"{"type":"subscribe","tokens":"BTC"}"#,
             r#"{"type":"subscribe","chanels":["BTC.trade"]}"#,
+            r#"{"type":"auth"}"#,
+            r#"{"type":"auth","token":5}"#,
+            r#"{"type":"subscribe","channels":["BTC.trade"],"recover":{"BTC.trade":"x"}}"#,
+            r#"{"type":"subscribe","channels":["BTC.trade"],"recover":{"BTC.trade":-2}}"#,
+            r#"{"type":"subscribe","channels":["BTC.trade"],"recover":[1]}"#,
+            r#"{"type":"unsubscribe","channels":["BTC.trade"],"recover":{"BTC.trade":1}}"#,
         ] {
             assert_eq!(err_code(bad), ErrorCode::BadRequest, "{bad}");
         }

@@ -210,6 +210,12 @@ impl Recoverer {
         *self.client.lock().await = None;
     }
 
+    /// Whether every category shares the single topic (then a record's category is its
+    /// event type's, not its topic's).
+    pub fn is_single(&self) -> bool {
+        self.names.mode == TopicMode::Single
+    }
+
     /// The topic of a category in the current mode.
     fn topic_of(&self, category: Category) -> &str {
         match self.names.mode {
@@ -386,8 +392,12 @@ impl Recoverer {
 #[derive(Debug)]
 struct Held<F> {
     category: Category,
+    /// Holding while the replay runs; afterwards only filtering (see [`Seam::finish`]).
+    holding: bool,
     frames: VecDeque<(i64, F)>,
     overrun: bool,
+    /// After the replay: live frames below this offset were already sent.
+    floor: i64,
 }
 
 /// The join between a replay and live delivery on one connection.
@@ -424,13 +434,14 @@ impl<F: Clone> Seam<F> {
         };
         for c in channels.into_iter().filter(|c| !c.is_wildcard()) {
             let list = held.entry(c.token().into()).or_default();
-            if !list.iter().any(|h| h.category == c.category()) {
-                list.push(Held {
-                    category: c.category(),
-                    frames: VecDeque::new(),
-                    overrun: false,
-                });
-            }
+            list.retain(|h| h.category != c.category());
+            list.push(Held {
+                category: c.category(),
+                holding: true,
+                frames: VecDeque::new(),
+                overrun: false,
+                floor: i64::MIN,
+            });
         }
         self.active.store(!held.is_empty(), Ordering::Release);
     }
@@ -449,12 +460,28 @@ impl<F: Clone> Seam<F> {
         let Ok(mut held) = self.held.lock() else {
             return false;
         };
-        let Some(h) = held
-            .get_mut(token)
-            .and_then(|l| l.iter_mut().find(|h| h.category == category))
-        else {
+        let Some(list) = held.get_mut(token) else {
             return false;
         };
+        let Some(i) = list.iter().position(|h| h.category == category) else {
+            return false;
+        };
+        let h = &mut list[i];
+        if !h.holding {
+            if offset < h.floor {
+                // The live consumer is behind the replay: the client has this one.
+                return true;
+            }
+            // Caught up: the channel is plain live from here on.
+            list.swap_remove(i);
+            if list.is_empty() {
+                held.remove(token);
+            }
+            if held.is_empty() {
+                self.active.store(false, Ordering::Release);
+            }
+            return false;
+        }
         if h.frames.len() >= self.cap {
             h.overrun = true;
         } else {
@@ -465,33 +492,39 @@ impl<F: Clone> Seam<F> {
 
     /// Stops holding and returns, in order, the held frames each channel's client still
     /// needs (offset ≥ `cutoff(channel)`), and the channels whose hold overflowed.
+    ///
+    /// The live consumer may still be behind the replay's end (it lags, or this instance
+    /// started after the records were written), so each channel keeps filtering: live frames
+    /// below what was sent are dropped until the consumer reaches it, then the channel is
+    /// plain live.
     pub fn finish(&self, cutoff: impl Fn(&Channel) -> i64) -> (Vec<F>, Vec<Channel>) {
         let Ok(mut held) = self.held.lock() else {
             return (Vec::new(), Vec::new());
         };
         let mut out = Vec::new();
         let mut overrun = Vec::new();
-        for (token, list) in held.drain() {
-            for h in list {
-                let Ok(token_id) = odin_events::TokenId::new(&*token) else {
+        for (token, list) in held.iter_mut() {
+            for h in list.iter_mut().filter(|h| h.holding) {
+                let Ok(token_id) = odin_events::TokenId::new(&**token) else {
                     continue;
                 };
                 let channel = Channel::new(&token_id, h.category);
                 if h.overrun {
                     overrun.push(channel.clone());
                 }
-                let from = cutoff(&channel);
-                let mut last = i64::MIN;
-                for (offset, f) in h.frames {
+                let mut floor = cutoff(&channel);
+                for (offset, f) in h.frames.drain(..) {
                     // Held in fan-out order (offset order); a duplicate offset is skipped.
-                    if offset >= from && offset > last {
-                        last = offset;
+                    if offset >= floor {
+                        floor = offset.saturating_add(1);
                         out.push(f);
                     }
                 }
+                h.holding = false;
+                h.floor = floor;
             }
         }
-        self.active.store(false, Ordering::Release);
+        self.active.store(!held.is_empty(), Ordering::Release);
         (out, overrun)
     }
 
@@ -547,8 +580,14 @@ mod tests {
         out.sort_unstable();
         assert_eq!(out, vec![10, 11, 103]);
         assert!(overrun.is_empty());
-        assert!(!seam.is_active());
+        // A lagging live consumer's older frames are dropped after the join too; the first
+        // new one ends the filtering.
+        assert!(seam.hold(Category::Trade, "BTC", 9, &9));
+        assert!(seam.hold(Category::Trade, "BTC", 11, &11));
         assert!(!seam.hold(Category::Trade, "BTC", 12, &12));
+        assert!(!seam.hold(Category::Trade, "ETH", 104, &104));
+        assert!(!seam.is_active());
+        assert!(!seam.hold(Category::Trade, "BTC", 5, &5));
     }
 
     #[test]

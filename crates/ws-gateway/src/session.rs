@@ -6,17 +6,20 @@
 //! one bounded queue and the WebSocket's buffers. The session is generic over the socket
 //! (`Stream` + `Sink` of messages), so its logic can run over any transport.
 //!
-//! Where issue 7 plugs in: a per-connection identity lives next to `channels` (set by an
-//! upgrade header or an `auth` frame), and a replay step runs between `expand` and
-//! `registry.subscribe` in [`Session::subscribe`].
+//! Issue 7: the connection's identity (from the upgrade or an `auth` frame) lives on its
+//! [`Subscriber`], where the fan-out checks it for private records; an expiry clock tells the
+//! client when its token expires and closes after the grace period; a subscribe with
+//! `"recover"` replays from Kafka and joins live delivery through the subscriber's seam.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use metrics::counter;
+use odin_events::envelope::parse_record;
 use odin_events::Channel;
+use rskafka::record::RecordAndOffset;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -25,12 +28,15 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::auth::{self, AuthError, ExpiryAction, ExpiryClock, Identity, Verifier};
 use crate::config::SlowClientPolicy;
 use crate::consumer::now_ms;
 use crate::fanout::{Registry, Subscriber};
 use crate::limit::TokenBucket;
 use crate::metrics as m;
+use crate::policy::Audience;
 use crate::protocol::{self, ClientError, Command, ErrorCode, SubscriptionRequest};
+use crate::recovery::{Incomplete, Outcome, Recoverer};
 
 /// Bad or rate-limited frames tolerated per [`STRIKE_WINDOW`] before the connection is closed.
 pub const MAX_STRIKES: u32 = 10;
@@ -50,6 +56,10 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     pub slow_client: SlowClientPolicy,
     pub slow_client_timeout: Duration,
+    /// Checks client JWTs (upgrade and `auth` frames).
+    pub verifier: Verifier,
+    /// Replays channels from Kafka offsets (`"recover"` on subscribe).
+    pub recoverer: Arc<Recoverer>,
 }
 
 /// Why a session ended; the label of `ws_disconnections_total`.
@@ -88,12 +98,14 @@ struct Session<'a, S> {
     channels: HashSet<Channel>,
     bucket: TokenBucket,
     strikes: Strikes,
+    clock: ExpiryClock,
 }
 
 /// Runs one connection until it ends or `shutdown` fires (then it closes with 1001).
 pub async fn run<S>(
     ws: S,
     id: u64,
+    identity: Option<Identity>,
     cfg: &SessionConfig,
     registry: &Registry,
     shutdown: CancellationToken,
@@ -116,7 +128,14 @@ pub async fn run<S>(
             count: 0,
             since: now,
         },
+        clock: ExpiryClock::default(),
     };
+    if let Some(identity) = identity {
+        // A fresh connection has no user yet, so this cannot conflict.
+        if s.sub.identity.authenticate(&identity).is_ok() {
+            s.clock.authenticated(&identity);
+        }
+    }
     let end = s.run_loop(&shutdown).await;
     let all: Vec<Channel> = s.channels.drain().collect();
     registry.unsubscribe(id, &all);
@@ -154,10 +173,33 @@ where
         };
         let sub = Arc::clone(&self.sub);
         loop {
+            let expiry = self.clock.deadline();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
                     return End::Close(CloseCode::Away, "server shutting down", "shutdown");
+                }
+                _ = sleep_until_epoch_ms(expiry), if expiry.is_some() => {
+                    match self.clock.fire(auth::epoch_ms()) {
+                        Some(ExpiryAction::Notify) => {
+                            counter!(auth::TOKEN_EXPIRED, "outcome" => "notified").increment(1);
+                            let e = ClientError::new(
+                                ErrorCode::TokenExpired,
+                                format!(
+                                    "token expired: send a fresh {{\"type\":\"auth\"}} frame within {} s or the connection closes",
+                                    auth::EXPIRY_GRACE.as_secs()
+                                ),
+                            );
+                            if self.reply(protocol::error(None, &e)).await.is_err() {
+                                return End::Gone("write_error");
+                            }
+                        }
+                        Some(ExpiryAction::Close) => {
+                            counter!(auth::TOKEN_EXPIRED, "outcome" => "closed").increment(1);
+                            return End::Close(CloseCode::Policy, "token expired", "token_expired");
+                        }
+                        None => {}
+                    }
                 }
                 _ = sub.kicked() => {
                     return End::Close(CloseCode::Policy, "slow consumer", "slow_consumer");
@@ -283,6 +325,13 @@ where
         };
         let id = frame.id.as_deref();
         let reply = match frame.command {
+            Command::Subscribe(req) if !req.recover.is_empty() => {
+                match self.subscribe_recovering(id, &req).await {
+                    Ok(r) => r,
+                    Err(_) => return Some(End::Gone("write_error")),
+                }
+            }
+            Command::Auth { token } => self.authenticate(id, &token),
             Command::Subscribe(req) => self.subscribe(id, &req),
             Command::Unsubscribe(req) => self.unsubscribe(id, &req),
             Command::Ping => Ok(protocol::pong(id, now_ms())),
@@ -297,11 +346,8 @@ where
         }
     }
 
-    fn subscribe(
-        &mut self,
-        id: Option<&RawValue>,
-        req: &SubscriptionRequest,
-    ) -> Result<Utf8Bytes, ClientError> {
+    /// The channels a subscribe names, and those of them not held yet (within the limit).
+    fn plan(&self, req: &SubscriptionRequest) -> Result<(Vec<Channel>, Vec<Channel>), ClientError> {
         let expanded = bundles::expand(&req.as_request(), self.cfg.max_channels)?;
         let new: Vec<Channel> = expanded
             .iter()
@@ -319,6 +365,15 @@ where
                 ),
             ));
         }
+        Ok((expanded, new))
+    }
+
+    fn subscribe(
+        &mut self,
+        id: Option<&RawValue>,
+        req: &SubscriptionRequest,
+    ) -> Result<Utf8Bytes, ClientError> {
+        let (expanded, new) = self.plan(req)?;
         self.registry.subscribe(&self.sub, &new);
         self.channels.extend(new);
         info!(
@@ -331,6 +386,131 @@ where
             true,
             id,
             names.iter().map(String::as_str),
+        ))
+    }
+
+    /// A subscribe with `"recover"`: replays each channel's missed records from Kafka, then
+    /// joins live delivery through the subscriber's [`crate::recovery::Seam`], so the client
+    /// gets every record after its offset once and in order. The replayed (and held) frames
+    /// are written before the reply; a write failure is the outer error.
+    async fn subscribe_recovering(
+        &mut self,
+        id: Option<&RawValue>,
+        req: &SubscriptionRequest,
+    ) -> Result<Result<Utf8Bytes, ClientError>, WsError> {
+        // Everything is checked before anything changes.
+        let mut wanted = Vec::with_capacity(req.recover.len());
+        for (name, after) in &req.recover {
+            match Channel::parse(name) {
+                Ok(c) => wanted.push((name.clone(), c, *after)),
+                Err(e) => {
+                    return Ok(Err(ClientError::new(
+                        ErrorCode::InvalidChannel,
+                        format!("recover: {e}"),
+                    )))
+                }
+            }
+        }
+        let (expanded, new) = match self.plan(req) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut outcomes: Vec<(String, Outcome)> = Vec::with_capacity(wanted.len());
+        let mut todo = Vec::with_capacity(wanted.len());
+        for (name, c, after) in wanted {
+            if c.is_wildcard() || !expanded.contains(&c) {
+                outcomes.push((name, Outcome::incomplete(Incomplete::NotSubscribed)));
+            } else if self.channels.contains(&c) {
+                outcomes.push((name, Outcome::incomplete(Incomplete::AlreadySubscribed)));
+            } else {
+                todo.push((name, c, after));
+            }
+        }
+        // Hold live frames of the replayed channels from the moment they are subscribed.
+        self.sub.seam.begin(todo.iter().map(|(_, c, _)| c));
+        self.registry.subscribe(&self.sub, &new);
+        self.channels.extend(new);
+
+        let recoverer = Arc::clone(&self.cfg.recoverer);
+        let sub = Arc::clone(&self.sub);
+        let auth_enabled = self.cfg.verifier.is_configured();
+        let deadline = tokio::time::Instant::now() + recoverer.timeout;
+        let mut budget = recoverer.max_records;
+        let mut live_from: HashMap<Channel, i64> = HashMap::with_capacity(todo.len());
+        let mut frames = Vec::new();
+        for (name, c, after) in todo {
+            let decode = |r: &RecordAndOffset| {
+                replay_frame(r, &c, recoverer.is_single(), &sub, auth_enabled)
+            };
+            let replay = recoverer.replay(&c, after, budget, deadline, decode).await;
+            budget = budget.saturating_sub(replay.items.len());
+            live_from.insert(c, replay.live_from);
+            frames.extend(replay.items);
+            outcomes.push((name, replay.outcome));
+        }
+        let (held, overrun) = self
+            .sub
+            .seam
+            .finish(|c| live_from.get(c).copied().unwrap_or(i64::MIN));
+        for c in overrun {
+            let same = |n: &String| Channel::parse(n).ok().as_ref() == Some(&c);
+            if let Some((_, o)) = outcomes.iter_mut().find(|(n, _)| same(n)) {
+                *o = Outcome::incomplete(Incomplete::Overrun);
+            }
+        }
+        // Replayed, then held frames go out before anything queued after the seam closed.
+        let n = frames.len() + held.len();
+        if n > 0 {
+            let write = async {
+                for f in frames.into_iter().chain(held) {
+                    self.ws.feed(Message::Text(f)).await?;
+                }
+                self.ws.flush().await
+            };
+            match tokio::time::timeout(self.cfg.slow_client_timeout, write).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(WsError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "replay write timed out",
+                    )))
+                }
+            }
+        }
+        info!(
+            conn = self.sub.id(),
+            channels = self.channels.len(),
+            replayed = n,
+            "client subscribed with recovery"
+        );
+        let names: Vec<String> = expanded.iter().map(Channel::to_string).collect();
+        Ok(Ok(protocol::subscribed_with_recovery(
+            id,
+            names.iter().map(String::as_str),
+            &outcomes,
+        )))
+    }
+
+    /// An `auth` frame: a good token authenticates (or refreshes) the connection; a bad one
+    /// is refused with `unauthorized` and changes nothing.
+    fn authenticate(
+        &mut self,
+        id: Option<&RawValue>,
+        token: &str,
+    ) -> Result<Utf8Bytes, ClientError> {
+        let refuse = |e: AuthError| {
+            counter!(auth::AUTH_FAILURES, "stage" => "frame", "reason" => e.label()).increment(1);
+            ClientError::new(ErrorCode::Unauthorized, e.to_string())
+        };
+        let identity = self.cfg.verifier.verify(token).map_err(refuse)?;
+        self.sub.identity.authenticate(&identity).map_err(refuse)?;
+        self.clock.authenticated(&identity);
+        counter!(auth::AUTH_SUCCESS, "stage" => "frame").increment(1);
+        debug!(conn = self.sub.id(), user = %identity.user_id, "client authenticated");
+        Ok(protocol::authenticated(
+            id,
+            &identity.user_id,
+            identity.valid_until_ms,
         ))
     }
 
@@ -356,6 +536,48 @@ where
             names.iter().map(String::as_str),
         ))
     }
+}
+
+/// Sleeps until an epoch-ms instant (the token expiry clock is wall-clock time).
+fn sleep_until_epoch_ms(at: Option<i64>) -> tokio::time::Sleep {
+    let wait = at.map_or(Duration::from_secs(3600), |at| {
+        Duration::from_millis((at - auth::epoch_ms()).max(0) as u64)
+    });
+    tokio::time::sleep(wait)
+}
+
+/// The event frame of a replayed record, when it belongs to `channel` and this connection
+/// may see it (the same frame live delivery builds).
+fn replay_frame(
+    r: &RecordAndOffset,
+    channel: &Channel,
+    single_topic: bool,
+    sub: &Subscriber,
+    auth_enabled: bool,
+) -> Option<Utf8Bytes> {
+    let p = parse_record(r.record.value.as_deref()?, r.record.key.as_deref()).ok()?;
+    if *p.token_id != *channel.token() {
+        return None;
+    }
+    // Per-category topics: the topic is the channel's category; single topic: the type's.
+    let category = if single_topic {
+        p.event_type.category()
+    } else {
+        channel.category()
+    };
+    if category != channel.category() {
+        return None;
+    }
+    let audience = Audience::of(p.classification, p.user_id.as_deref(), auth_enabled);
+    if !audience.admits(&sub.identity, auth::epoch_ms()) {
+        return None;
+    }
+    Some(protocol::record_frame(
+        &p,
+        category,
+        r.offset,
+        r.record.timestamp.timestamp_millis(),
+    ))
 }
 
 #[cfg(test)]
