@@ -145,6 +145,8 @@ impl Config {
         self.kafka.validate().map_err(ConfigError)?;
         self.recovery.validate().map_err(ConfigError)?;
         OriginPolicy::parse(&self.auth.allowed_origins).map_err(|e| ConfigError(e.to_string()))?;
+        // Reads the public key file, so a bad key stops the gateway before it binds.
+        crate::auth::Verifier::from_args(&self.auth).map_err(|e| ConfigError(e.to_string()))?;
         odin_service::config::parse_listen_addr(&self.ws_addr).map_err(ConfigError)?;
         if !(0..=30_000).contains(&self.fetch_max_wait_ms) {
             return bad(format!(

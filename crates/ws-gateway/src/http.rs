@@ -311,11 +311,11 @@ async fn upgrade(mut stream: TcpStream, peer: std::net::SocketAddr, head: Head, 
 /// The identity of an upgrade request: its token verified, or anonymous. Without a key
 /// configured tokens are ignored (nothing to check them with; the gateway warned at start).
 fn authenticate(head: &Head, cfg: &SessionConfig) -> Result<Option<Identity>, AuthError> {
-    let query = head.path.split_once('?').map(|(_, q)| q);
-    let token = auth::token_from_request(head.authorization.as_deref(), query)?;
     if !cfg.verifier.is_configured() {
         return Ok(None);
     }
+    let query = head.path.split_once('?').map(|(_, q)| q);
+    let token = auth::token_from_request(head.authorization.as_deref(), query)?;
     match token {
         Some(t) => {
             let id = cfg.verifier.verify(&t)?;

@@ -510,6 +510,33 @@ mod tests {
             v,
             serde_json::json!({"type":"error","code":"rate_limited","message":"slow \"down\""})
         );
+        let recovery = [
+            (
+                "BTC.trade".to_owned(),
+                crate::recovery::Outcome::complete(12),
+            ),
+            (
+                "ETH.trade".to_owned(),
+                crate::recovery::Outcome::incomplete(crate::recovery::Incomplete::Retention),
+            ),
+        ];
+        let v = to_value(&subscribed_with_recovery(
+            Some(&id),
+            ["BTC.trade", "ETH.trade"].into_iter(),
+            &recovery,
+        ))
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"subscribed","id":"a","channels":["BTC.trade","ETH.trade"],
+                "recovery":{"BTC.trade":{"recovered":true,"replayed":12},
+                            "ETH.trade":{"recovered":false,"replayed":0,"reason":"retention"}}})
+        );
+        let v = to_value(&authenticated(None, "al\"ice", 7)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"authenticated","userId":"al\"ice","expiresAt":7})
+        );
         let v = to_value(&pong(Some(&id), 5)).unwrap();
         assert_eq!(v, serde_json::json!({"type":"pong","id":"a","timestamp":5}));
     }

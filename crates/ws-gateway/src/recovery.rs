@@ -528,6 +528,25 @@ impl<F: Clone> Seam<F> {
         (out, overrun)
     }
 
+    /// Forgets `channels` (unsubscribed): a later subscribe starts from a clean slate.
+    pub fn forget<'a>(&self, channels: impl IntoIterator<Item = &'a Channel>) {
+        if !self.active.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(mut held) = self.held.lock() else {
+            return;
+        };
+        for c in channels {
+            if let Some(list) = held.get_mut(c.token()) {
+                list.retain(|h| h.category != c.category());
+                if list.is_empty() {
+                    held.remove(c.token());
+                }
+            }
+        }
+        self.active.store(!held.is_empty(), Ordering::Release);
+    }
+
     /// Whether a replay is joining live delivery right now.
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)
@@ -588,6 +607,21 @@ mod tests {
         assert!(!seam.hold(Category::Trade, "ETH", 104, &104));
         assert!(!seam.is_active());
         assert!(!seam.hold(Category::Trade, "BTC", 5, &5));
+    }
+
+    #[test]
+    fn seam_forgets_unsubscribed_channels() {
+        let seam: Seam<i64> = Seam::new(8);
+        seam.begin([&ch("BTC.trade")]);
+        assert!(seam.hold(Category::Trade, "BTC", 10, &10));
+        let _ = seam.finish(|_| 0);
+        assert!(
+            seam.is_active(),
+            "filtering until the live consumer passes 10"
+        );
+        seam.forget([&ch("BTC.trade")]);
+        assert!(!seam.is_active());
+        assert!(!seam.hold(Category::Trade, "BTC", 3, &3));
     }
 
     #[test]

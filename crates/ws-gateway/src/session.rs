@@ -529,6 +529,7 @@ where
             .cloned()
             .collect();
         self.registry.unsubscribe(self.sub.id(), &held);
+        self.sub.seam.forget(&held);
         let names: Vec<String> = expanded.iter().map(Channel::to_string).collect();
         Ok(protocol::subscription_reply(
             false,
