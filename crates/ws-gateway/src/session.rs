@@ -420,7 +420,11 @@ where
         for (name, c, after) in wanted {
             if c.is_wildcard() || !expanded.contains(&c) {
                 outcomes.push((name, Outcome::incomplete(Incomplete::NotSubscribed)));
-            } else if self.channels.contains(&c) {
+            } else if self.channels.contains(&c)
+                || self.channels.contains(&Channel::wildcard(c.category()))
+            {
+                // Already live here (itself or through its wildcard): a replay would repeat
+                // what the client has.
                 outcomes.push((name, Outcome::incomplete(Incomplete::AlreadySubscribed)));
             } else {
                 todo.push((name, c, after));
@@ -541,8 +545,9 @@ where
 
 /// Sleeps until an epoch-ms instant (the token expiry clock is wall-clock time).
 fn sleep_until_epoch_ms(at: Option<i64>) -> tokio::time::Sleep {
+    // Capped: a wake-up before the deadline just finds nothing to do and sleeps again.
     let wait = at.map_or(Duration::from_secs(3600), |at| {
-        Duration::from_millis((at - auth::epoch_ms()).max(0) as u64)
+        Duration::from_millis((at.saturating_sub(auth::epoch_ms())).clamp(0, 3_600_000) as u64)
     });
     tokio::time::sleep(wait)
 }

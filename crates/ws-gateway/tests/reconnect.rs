@@ -227,6 +227,22 @@ async fn recovery_beyond_its_bounds_is_reported_and_live_delivery_goes_on() {
     assert_eq!(seq(&c.events(1).await[0]), 6);
     assert_eq!(seq(&d.events(1).await[0]), 6);
 
+    // A channel already live on the connection (itself or through its wildcard) is not
+    // replayed: the client has those records.
+    let (reply, events) = c
+        .request(
+            json!({"type": "subscribe", "channels": ["BTC.trade", "NEW.creation"],
+            "recover": {"BTC.trade": offsets[0], "NEW.creation": 0}}),
+        )
+        .await;
+    assert!(events.is_empty(), "{events:?}");
+    for ch in ["BTC.trade", "NEW.creation"] {
+        assert_eq!(
+            reply["recovery"][ch]["reason"], "already_subscribed",
+            "{reply}"
+        );
+    }
+
     // Malformed recover maps are bad requests.
     for bad in [
         json!({"type": "subscribe", "channels": ["BTC.trade"], "recover": {"BTC": 1}}),
