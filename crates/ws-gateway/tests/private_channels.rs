@@ -488,3 +488,38 @@ async fn without_a_secret_no_private_event_is_delivered() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn rs256_tokens_from_a_public_key_file() {
+    let broker = testkit::shared();
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
+    let public = format!("{keys}/rsa_public.pem");
+    let gw = Gateway::start(
+        broker,
+        &["--jwt-public-key-file", &public, "--auth-required"],
+    )
+    .await;
+    let private = std::fs::read(format!("{keys}/rsa_private.pem")).unwrap();
+    let claims = json!({"sub": "alice", "exp": now_s() + 600});
+    let rs = encode(
+        &Header::new(Algorithm::RS256),
+        &claims,
+        &EncodingKey::from_rsa_pem(&private).unwrap(),
+    )
+    .unwrap();
+    let mut c = connect(&format!("{}?token={rs}", gw.url()), &[])
+        .await
+        .unwrap();
+    let (reply, _) = c.request(json!({"type": "auth", "token": rs})).await;
+    assert_eq!(reply["userId"], "alice", "{reply}");
+    // HS256 "signed" with the public key text (algorithm confusion) is refused.
+    let pem = std::fs::read_to_string(&public).unwrap();
+    let confused = token_for("alice", now_s() + 600, &pem);
+    assert_eq!(
+        connect(&format!("{}?token={confused}", gw.url()), &[])
+            .await
+            .err(),
+        Some(401)
+    );
+    gw.shutdown().await;
+}

@@ -101,8 +101,10 @@ async fn reconnecting_to_another_instance_replays_exactly_what_was_missed() {
     assert_eq!(by_channel(&seen)["BTC.balances"], vec![0, 1, 2, 3, 4]);
     drop(c);
 
-    // Phase 2, missed: seq 5..12.
-    let mut recs = Vec::new();
+    // Phase 2, missed: seq 5..12 (and an internal record that must never be replayed).
+    let mut internal = event(EventType::TradeExecuted, "BTC", 999);
+    internal.metadata.data_classification = Classification::Internal;
+    let mut recs = vec![record(&names, &internal)];
     for s in 5..12 {
         recs.push(record(&names, &event(EventType::TradeExecuted, "BTC", s)));
         recs.push(record(&names, &event(EventType::TradeExecuted, "ETH", s)));
