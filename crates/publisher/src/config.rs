@@ -51,8 +51,12 @@ pub struct Config {
     pub linger_ms: u64,
 
     /// Records per produce batch (per partition).
-    #[arg(long, env = "PUBLISHER_PRODUCE_BATCH", default_value_t = 1_000)]
+    #[arg(long, env = "PUBLISHER_PRODUCE_BATCH", default_value_t = 10_000)]
     pub produce_batch: usize,
+
+    /// Broker connections producing in parallel (each token always uses the same one).
+    #[arg(long, env = "PUBLISHER_PRODUCERS", default_value_t = 2)]
+    pub producers: usize,
 
     /// Compression of produced batches: none, gzip, snappy, lz4, zstd.
     #[arg(long, env = "KAFKA_COMPRESSION", default_value = "snappy", value_parser = parse_compression)]
@@ -108,6 +112,12 @@ impl Config {
             return Err(format!(
                 "PUBLISHER_MAX_RATE must be > 0, got {}",
                 self.max_rate
+            ));
+        }
+        if !(1..=16).contains(&self.producers) {
+            return Err(format!(
+                "PUBLISHER_PRODUCERS must be between 1 and 16, got {}",
+                self.producers
             ));
         }
         if self.produce_batch == 0 {

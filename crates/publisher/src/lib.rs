@@ -119,8 +119,10 @@ pub async fn run(
     let trade_info = config.trade_info();
     let health = KafkaHealth::new("publisher_kafka_connected");
     let connector = KafkaConnector::new(&config.kafka);
-    let producer = Producer::new(connector.clone(), config.producer_config(), health.clone());
-    let sink = publish::Sink::new(producer.clone(), names.clone(), trade_info.clone());
+    let producers: Vec<Producer> = (0..config.producers)
+        .map(|_| Producer::new(connector.clone(), config.producer_config(), health.clone()))
+        .collect();
+    let sink = publish::Sink::new(producers.clone(), names.clone(), trade_info.clone());
     let stats = stats::Stats::new(sink.topics());
 
     tokio::spawn(prepare_topics(
@@ -182,7 +184,8 @@ pub async fn run(
     info!("shutting down: stopping the simulator and flushing");
     let grace = config.shutdown_grace;
     odin_service::shutdown::drain_within(grace, "simulator", sim.stop()).await;
-    odin_service::shutdown::drain_within(grace, "producer flush", producer.flush()).await;
+    let flush = futures::future::join_all(producers.iter().map(Producer::flush));
+    odin_service::shutdown::drain_within(grace, "producer flush", flush).await;
     info!("publisher stopped");
     served.map_err(RunError::from)
 }

@@ -124,23 +124,37 @@ impl Pending {
 /// The producer side of the publisher.
 #[derive(Debug, Clone)]
 pub struct Sink {
-    producer: Producer,
+    /// One producer per broker connection; a key always uses the same one, so per-token
+    /// order holds while connections produce in parallel (a broker serves one request at a
+    /// time per connection).
+    producers: Vec<Producer>,
     names: TopicNames,
     /// `None` disables the mirror.
     trade_info: Option<String>,
 }
 
 impl Sink {
-    pub fn new(producer: Producer, names: TopicNames, trade_info: Option<String>) -> Self {
+    /// `producers` must not be empty.
+    pub fn new(producers: Vec<Producer>, names: TopicNames, trade_info: Option<String>) -> Self {
         Self {
-            producer,
+            producers,
             names,
             trade_info,
         }
     }
 
+    /// The first producer (health, ping).
     pub fn producer(&self) -> &Producer {
-        &self.producer
+        &self.producers[0]
+    }
+
+    pub fn producers(&self) -> &[Producer] {
+        &self.producers
+    }
+
+    fn producer_for(&self, key: &[u8]) -> &Producer {
+        let i = (odin_events::murmur2(key) as u32 as usize) % self.producers.len();
+        &self.producers[i]
     }
 
     pub fn names(&self) -> &TopicNames {
@@ -169,7 +183,9 @@ impl Sink {
             }
         }
         for t in topics {
-            self.producer.partition_count(t).await?;
+            for p in &self.producers {
+                p.partition_count(t).await?;
+            }
         }
         Ok(())
     }
@@ -197,9 +213,10 @@ impl Sink {
             )),
             _ => None,
         };
-        let event_rx = self.producer.enqueue(rec).await?;
+        let producer = self.producer_for(env.key());
+        let event_rx = producer.enqueue(rec).await?;
         let mirror = match mirror_rec {
-            Some(r) => Some((r.topic.clone(), self.producer.enqueue(r).await?)),
+            Some(r) => Some((r.topic.clone(), producer.enqueue(r).await?)),
             None => None,
         };
         Ok(Pending {

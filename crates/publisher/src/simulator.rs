@@ -2,6 +2,7 @@
 //! a short tick so the produced rate follows the requested one from 1 to tens of
 //! thousands of events a second.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +82,8 @@ struct Inner {
     stats: Stats,
     params: watch::Sender<Params>,
     running: Mutex<Option<Running>>,
+    /// Mirrors `running` so `/status` never waits behind a `/stop` that is draining.
+    is_running: AtomicBool,
     shutdown: CancellationToken,
 }
 
@@ -96,6 +99,7 @@ impl Simulator {
             stats,
             params,
             running: Mutex::new(None),
+            is_running: AtomicBool::new(false),
             shutdown,
         }))
     }
@@ -117,6 +121,7 @@ impl Simulator {
             cancel.clone(),
         ));
         *running = Some(Running { cancel, task });
+        self.0.is_running.store(true, Ordering::Release);
         metrics::gauge!("publisher_simulator_running").set(1.0);
         info!(rate = params.rate, tokens = ?params.tokens, "simulator started");
     }
@@ -135,6 +140,7 @@ impl Simulator {
             return false;
         };
         r.cancel.cancel();
+        self.0.is_running.store(false, Ordering::Release);
         let _ = r.task.await;
         metrics::gauge!("publisher_simulator_running").set(0.0);
         info!("simulator stopped");
@@ -142,16 +148,9 @@ impl Simulator {
     }
 
     pub async fn status(&self) -> SimStatus {
-        let is_running = self
-            .0
-            .running
-            .lock()
-            .await
-            .as_ref()
-            .is_some_and(|r| !r.task.is_finished());
         let p = self.0.params.borrow().clone();
         SimStatus {
-            is_running,
+            is_running: self.0.is_running.load(Ordering::Acquire),
             current_rate: p.rate,
             token_ids: p.tokens,
         }
