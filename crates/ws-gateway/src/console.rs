@@ -205,7 +205,10 @@ mod tests {
         assert!(page.content_type.starts_with("text/html"));
         assert!(page.body.contains("console.js") && page.body.contains("console.css"));
         assert!(asset("/console.js").unwrap().body.contains("WebSocket"));
-        assert!(asset("/console.css").unwrap().content_type.starts_with("text/css"));
+        assert!(asset("/console.css")
+            .unwrap()
+            .content_type
+            .starts_with("text/css"));
         assert!(serves(STATS_PATH));
         assert!(!serves("/ws") && !serves("/health") && asset("/../Cargo.toml").is_none());
     }
@@ -214,7 +217,10 @@ mod tests {
     fn the_page_loads_nothing_from_elsewhere() {
         for path in ["/", "/console.js", "/console.css"] {
             let body = asset(path).unwrap().body;
-            assert!(!body.contains("http://") && !body.contains("https://"), "{path}");
+            assert!(
+                !body.contains("http://") && !body.contains("https://"),
+                "{path}"
+            );
         }
     }
 

@@ -233,6 +233,10 @@ async fn handle(mut stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<L
             let text = odin_service::telemetry::prometheus().render();
             respond(&mut stream, 200, "text/plain; version=0.0.4", &text).await;
         }
+        // A browser's plain GET of `/` gets the console page; an upgrade still gets the stream.
+        p if !head.upgrade_websocket && crate::console::serves(p) => {
+            crate::console::respond(&mut stream, p, &shared).await;
+        }
         "/ws" | "/" if head.upgrade_websocket => upgrade(stream, peer, head, &shared).await,
         "/ws" | "/" => {
             reject("not_websocket");

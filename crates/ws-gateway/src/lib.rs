@@ -8,6 +8,7 @@
 //! - [`fanout`]: the channel registry and the lock-per-record, allocation-free fan-out.
 //! - [`protocol`]: client and server frames, error codes, the shared event frame.
 //! - [`session`]: one connection: reading, rate limiting, batched writing, keepalive, closing.
+//! - [`console`]: the live console page (embedded assets on a browser `GET /`) and `/stats`.
 //! - [`http`]: accept loop, `/health`, `/metrics`, connection cap, hand-rolled upgrade.
 //! - [`limit`]: token bucket (client messages) and pacer (`WS_MAX_KAFKA_RATE`).
 //! - [`metrics`]: metric names and pre-resolved handles.
@@ -19,6 +20,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod consumer;
 pub mod fanout;
 pub mod http;
