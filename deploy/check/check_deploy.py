@@ -11,6 +11,7 @@ import http.server
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -400,11 +401,131 @@ def check_dockerfile(compose: dict) -> None:
     check(".dockerignore excludes target/ and .git/", "target/" in ignore and ".git/" in ignore, str(ignore))
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, deadline_s: float, every: float = 0.2) -> bool:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
+
+
+def interpolate(value) -> str | None:
+    """Compose interpolation without a .env: `${X:-default}` -> default, `${X}` -> ''."""
+    if value is None:
+        return None
+    text = str(value).replace("$$", "\0")
+    text = re.sub(r"\$\{[A-Z0-9_]+:?-([^}]*)\}", r"\1", text)
+    text = re.sub(r"\$\{[A-Z0-9_]+\}", "", text)
+    return text.replace("\0", "$")
+
+
+def tansu_binary() -> str | None:
+    if os.environ.get("TANSU_BIN"):
+        return os.environ["TANSU_BIN"]
+    r = run(["bash", str(ROOT / "scripts/install-broker.sh")], timeout=1200)
+    lines = r.stdout.strip().splitlines()
+    return lines[-1] if r.returncode == 0 and lines else None
+
+
+def check_services_with_compose_env(compose: dict) -> None:
+    """Runs the real service binaries with docker-compose.yml's environment (brokers and
+    listen addresses moved to loopback ports) against a real local broker: the values must be
+    accepted, and the image health check must pass, then fail once the broker is gone."""
+    cargo = shutil.which("cargo")
+    r = run([cargo or "cargo", "build", "--quiet", "-p", "publisher", "-p", "ws-gateway", "-p", "aggregator",
+             "-p", "odin-service", "--bins"], cwd=ROOT, timeout=900)
+    if not check("the service binaries build", r.returncode == 0, r.stderr[-2000:]):
+        return
+    started = time.monotonic()
+    tansu = tansu_binary()
+    if not check("the local broker (tansu) is installed", bool(tansu) and os.access(tansu, os.X_OK), str(tansu)):
+        return
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
+    logs = Path(tempfile.mkdtemp(prefix="check-deploy-"))
+    broker_port = free_port()
+    brokers = f"127.0.0.1:{broker_port}"
+    base_env = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
+    procs: dict[str, subprocess.Popen] = {}
+    broker = None
+
+    def spawn(name, args, env):
+        log = open(logs / f"{name}.log", "w")
+        return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def stop(p: subprocess.Popen, grace: float = 20) -> int | None:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+                return None
+        return p.returncode
+
+    try:
+        url = f"tcp://{brokers}"
+        broker = spawn("tansu", [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                                 "--storage-engine", "memory://tansu/", "--cluster-id", "odin-check-deploy"], base_env)
+        topics_env = dict(base_env, KAFKA_BROKERS=brokers, TOPICS_WAIT="30s")
+        r = run([str(target / "odin-topics")], env=topics_env, timeout=60)
+        if not check("topics created on the local broker", r.returncode == 0, r.stderr[-1500:]):
+            return
+        listen = {}
+        for svc, info in SERVICES.items():
+            env = dict(base_env)
+            for k, v in (compose["services"][svc].get("environment") or {}).items():
+                v = interpolate(v)
+                if v is not None:
+                    env[k] = v
+            port = free_port()
+            env["KAFKA_BROKERS"] = brokers
+            if info["listen_env"] == "API_PORT":
+                env.update(API_PORT=str(port), API_HOST="127.0.0.1")
+            else:
+                env[info["listen_env"]] = f"127.0.0.1:{port}"
+            env["ODIN_SERVICE"] = svc
+            listen[svc] = (port, env)
+            procs[svc] = spawn(svc, [str(target / svc)], env)
+        health = str(ROOT / "deploy/docker/healthcheck.sh")
+        for svc, (port, env) in listen.items():
+            healthy = wait_for(lambda: run(["bash", health], env=env, timeout=10).returncode == 0 or procs[svc].poll() is not None, 45)
+            alive = procs[svc].poll() is None
+            log_tail = (logs / f"{svc}.log").read_text()[-1500:]
+            check(f"{svc} runs with docker-compose.yml's environment and its image health check passes",
+                  healthy and alive, f"exited={procs[svc].poll()} log:\n{log_tail}")
+        stop(broker, 10)
+        for svc, (port, env) in listen.items():
+            unhealthy = wait_for(lambda: run(["bash", health], env=env, timeout=10).returncode != 0, 45, every=0.5)
+            check(f"{svc}'s image health check fails once the broker is gone", unhealthy,
+                  (logs / f"{svc}.log").read_text()[-1500:])
+        for svc, p in procs.items():
+            code = stop(p)
+            check(f"{svc} stops on SIGTERM within 20 s", code is not None, f"killed; log in {logs}")
+    finally:
+        for p in list(procs.values()) + ([broker] if broker else []):
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+    shutil.rmtree(logs, ignore_errors=True)
+    if os.environ.get("CHECK_DEPLOY_TIMINGS"):
+        print(f"services with the compose environment: {time.monotonic() - started:.1f}s after the build")
+
+
 def main() -> int:
     compose = load_yaml(ROOT / "docker-compose.yml")
     steps = [check_schemas, check_task_list, check_shellcheck, lambda: check_env_names(compose),
              lambda: check_prometheus(compose), check_dashboard, lambda: check_dockerfile(compose),
-             check_loadtest_flags, check_healthcheck, check_topic_script_logic, check_topic_plan]
+             check_loadtest_flags, check_healthcheck, check_topic_script_logic, check_topic_plan,
+             lambda: check_services_with_compose_env(compose)]
     timings = []
     for step in steps:
         started = time.monotonic()
