@@ -24,7 +24,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 # ca-certificates for TLS to a production Redpanda; bash (already in the image) runs the
-# health check, so no curl is needed.
+# health check, so no curl is needed. Not version-pinned: Debian replaces the package with
+# each security update and the pinned version would vanish from the archive.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \

