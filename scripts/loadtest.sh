@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Scenario 1 of the gateway benchmarks at a small scale, for a quick look: starts its own
+# tansu and ws-gateway on free loopback ports, creates the topics, runs the loadtest
+# (TRADING bundle, 3 of 100 tokens per client), prints the report, stops everything.
+# Bounded: the whole run is killed after LOADTEST_SCRIPT_TIMEOUT seconds (default 300).
+#
+# Any loadtest flag can be changed through its env variable, e.g.
+#   LOADTEST_TARGET=3000 LOADTEST_PRODUCE_RATE=100 LOADTEST_DURATION=60 scripts/loadtest.sh
+# Exit status: the loadtest's (0 clean, 1 something lost or failed, 2 setup error).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export LOADTEST_TARGET="${LOADTEST_TARGET:-1200}"
+export LOADTEST_RAMP_RATE="${LOADTEST_RAMP_RATE:-600}"
+export LOADTEST_SUBSCRIPTION_MODE="${LOADTEST_SUBSCRIPTION_MODE:-bundle}"
+export LOADTEST_BUNDLE="${LOADTEST_BUNDLE:-TRADING}"
+export LOADTEST_TOKEN_COUNT="${LOADTEST_TOKEN_COUNT:-100}"
+export LOADTEST_TOKENS_PER_CLIENT="${LOADTEST_TOKENS_PER_CLIENT:-3}"
+# 28 events/s × 36 subscribers per channel ≈ 1,000 deliveries/s per 1,000 connections.
+export LOADTEST_PRODUCE_RATE="${LOADTEST_PRODUCE_RATE:-28}"
+export LOADTEST_DURATION="${LOADTEST_DURATION:-20}"
+export LOADTEST_WARMUP="${LOADTEST_WARMUP:-2s}"
+export LOADTEST_DRAIN="${LOADTEST_DRAIN:-10s}"
+# tansu does not wake a waiting fetch when data arrives: keep the wait short.
+export KAFKA_FETCH_MAX_WAIT_MS="${KAFKA_FETCH_MAX_WAIT_MS:-5}"
+export LOG_LEVEL="${LOG_LEVEL:-warn}"
+SCRIPT_TIMEOUT="${LOADTEST_SCRIPT_TIMEOUT:-300}"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+TANSU_BIN="$(scripts/install-broker.sh | tail -n 1)"
+if [[ -z "${LOADTEST_SKIP_BUILD:-}" ]]; then
+  echo "==> building ws-gateway and loadtest (release)" >&2
+  cargo build --release -p ws-gateway -p loadtest >&2
+fi
+BIN="${LOADTEST_BIN_DIR:-target/release}"
+
+WORK="$(mktemp -d -t odin-loadtest.XXXXXX)"
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for ((i=${#pids[@]}-1; i>=0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+  done
+  for ((i=${#pids[@]}-1; i>=0; i--)); do
+    for _ in $(seq 50); do
+      kill -0 "${pids[$i]}" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "${pids[$i]}" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup INT TERM EXIT
+
+KAFKA_PORT="$(free_port)"
+WS_PORT="$(free_port)"
+export KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
+
+echo "==> tansu on ${KAFKA_BROKERS}" >&2
+"$TANSU_BIN" broker \
+  --listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
+  --advertised-listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
+  --storage-engine "memory://tansu/" >"$WORK/tansu.log" 2>&1 &
+pids+=($!)
+
+# Waits up to 30 s for the broker, then creates every topic.
+"$BIN/loadtest" --create-topics >&2
+
+echo "==> ws-gateway on 127.0.0.1:${WS_PORT}" >&2
+WS_ADDR="127.0.0.1:${WS_PORT}" WS_MAX_CONNECTIONS="$((LOADTEST_TARGET + 100))" \
+  "$BIN/ws-gateway" >"$WORK/gateway.log" 2>&1 &
+GW_PID=$!
+pids+=("$GW_PID")
+
+ready=""
+for _ in $(seq 150); do
+  if curl -fsS "http://127.0.0.1:${WS_PORT}/health" >/dev/null 2>&1; then
+    ready=1
+    break
+  fi
+  kill -0 "$GW_PID" 2>/dev/null || break
+  sleep 0.2
+done
+if [[ -z "$ready" ]]; then
+  echo "loadtest.sh: the gateway did not become healthy; its log:" >&2
+  tail -n 30 "$WORK/gateway.log" >&2
+  exit 2
+fi
+
+echo "==> loadtest: ${LOADTEST_TARGET} connections, ${LOADTEST_PRODUCE_RATE} events/s for ${LOADTEST_DURATION}s" >&2
+set +e
+timeout --kill-after=10 "$SCRIPT_TIMEOUT" "$BIN/loadtest" \
+  --server "ws://127.0.0.1:${WS_PORT}/ws" \
+  --gateway-pid "$GW_PID" "$@"
+status=$?
+set -e
+if [[ $status -ne 0 ]]; then
+  echo "loadtest.sh: loadtest exited with $status; last gateway log lines:" >&2
+  tail -n 10 "$WORK/gateway.log" >&2
+fi
+exit "$status"
