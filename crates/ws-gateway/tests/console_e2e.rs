@@ -47,6 +47,26 @@ fn event_of(category: Category) -> EventType {
 }
 
 fn record(names: &TopicNames, t: EventType, event_id: &str, i: i64) -> OutRecord {
+    record_for(
+        names,
+        t,
+        TOKEN,
+        Classification::default_for(t),
+        None,
+        event_id,
+        i,
+    )
+}
+
+fn record_for(
+    names: &TopicNames,
+    t: EventType,
+    token: &str,
+    classification: Classification,
+    user_id: Option<&str>,
+    event_id: &str,
+    i: i64,
+) -> OutRecord {
     let env = Envelope {
         metadata: Metadata {
             event_id: event_id.to_owned(),
@@ -55,9 +75,9 @@ fn record(names: &TopicNames, t: EventType, event_id: &str, i: i64) -> OutRecord
             correlation_id: format!("corr-{event_id}"),
             timestamp: chrono_ms() + i,
             source: SOURCE_PUBLISHER.into(),
-            data_classification: Classification::default_for(t),
-            token_id: TOKEN.into(),
-            user_id: None,
+            data_classification: classification,
+            token_id: token.into(),
+            user_id: user_id.map(str::to_owned),
         },
         data: json!({"price": "1.2345", "amount": i, "note": format!("console e2e {event_id}")})
             .as_object()
@@ -91,8 +111,12 @@ struct Gateway {
 
 impl Gateway {
     async fn start(listener: TcpListener, brokers: &str) -> Result<Gateway> {
+        Self::start_with(listener, brokers, &[]).await
+    }
+
+    async fn start_with(listener: TcpListener, brokers: &str, extra: &[&str]) -> Result<Gateway> {
         let addr = listener.local_addr()?;
-        let config = ws_gateway::Config::try_parse_from([
+        let mut args = vec![
             "ws-gateway",
             "--kafka-brokers",
             brokers,
@@ -100,7 +124,9 @@ impl Gateway {
             "25",
             "--shutdown-grace",
             "2s",
-        ])?;
+        ];
+        args.extend_from_slice(extra);
+        let config = ws_gateway::Config::try_parse_from(args)?;
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move {
@@ -530,5 +556,178 @@ async fn drive(
     }
     .await;
     second.stop().await;
+    result
+}
+
+/// An HS256 JWT for `sub`, valid for an hour.
+fn jwt(secret: &str, sub: &str) -> String {
+    let exp = chrono_ms() / 1000 + 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({ "sub": sub, "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_jwt_field_authenticates_and_shows_only_the_users_private_events() -> Result<()> {
+    let Some(browser) = Browser::find() else {
+        println!(
+            "SKIPPED console_e2e: chromium and/or chromedriver not found on PATH \
+             (run scripts/install-browser.sh, or set CHROMIUM_BIN/CHROMEDRIVER_BIN)"
+        );
+        return Ok(());
+    };
+    const SECRET: &str = "console-e2e-secret";
+    const AUTH_TOKEN: &str = "CONSOLE-AUTH";
+    let out = target_dir();
+    std::fs::create_dir_all(&out)?;
+    let broker = testkit::shared();
+    let names = TopicNames::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let gw = Gateway::start_with(listener, broker.addr(), &["--jwt-secret", SECRET]).await?;
+    let driver = Driver::start(
+        &browser.chromedriver,
+        &out.join("console-e2e-auth-chromedriver.log"),
+    )
+    .await?;
+    let profile =
+        std::env::temp_dir().join(format!("odin-console-e2e-auth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let session = driver
+        .new_session(&browser.chromium, &profile, (1440, 1000))
+        .await?;
+
+    let s = &session;
+    let result = async {
+        let producer = Producer::new(
+            broker.connector(),
+            ProducerConfig::default(),
+            KafkaHealth::new("console_e2e_auth_kafka_connected"),
+        );
+        let balance = event_of(Category::Balances);
+        let private = |user: &str, id: &str, i: i64| {
+            record_for(
+                &names,
+                balance,
+                AUTH_TOKEN,
+                Classification::Restricted,
+                Some(user),
+                id,
+                i,
+            )
+        };
+        // A public record on the same channel (same topic and key, so same partition, after
+        // the private ones): once it is shown, the private ones before it were decided.
+        let marker = |id: &str, i: i64| {
+            record_for(
+                &names,
+                balance,
+                AUTH_TOKEN,
+                Classification::Public,
+                None,
+                id,
+                i,
+            )
+        };
+
+        // The form is pre-filled from the URL; subscribe anonymously first.
+        s.goto(&format!(
+            "http://{}/?bundle=PORTFOLIO&tokens={AUTH_TOKEN}",
+            gw.addr
+        ))
+        .await?;
+        eventually(15, "the page to connect", || async {
+            Ok(s.text("#conn-status")
+                .await?
+                .starts_with("connected")
+                .then_some(()))
+        })
+        .await?;
+        s.click("#subscribe").await?;
+        eventually(10, "the PORTFOLIO subscription", || async {
+            Ok(s.text("#subs")
+                .await?
+                .contains(&format!("{AUTH_TOKEN}.balances"))
+                .then_some(()))
+        })
+        .await?;
+
+        produce(
+            &producer,
+            vec![private("alice", "priv-anonymous", 0), marker("marker-0", 1)],
+        )
+        .await?;
+        eventually(20, "the public marker", || async {
+            Ok(ids(&table(s).await?).contains(&"marker-0").then_some(()))
+        })
+        .await?;
+        assert!(
+            !ids(&table(s).await?).contains(&"priv-anonymous"),
+            "an anonymous page saw a private event"
+        );
+
+        // A bad token is refused with an error the page shows; the connection stays anonymous.
+        s.type_into("#jwt", "not.a.jwt").await?;
+        s.click("#send-auth").await?;
+        eventually(10, "the unauthorized notice", || async {
+            Ok(s.text("#notices")
+                .await?
+                .contains("unauthorized")
+                .then_some(()))
+        })
+        .await?;
+
+        // alice's token through the field: the gateway confirms, and alice's events show.
+        s.type_into("#jwt", &jwt(SECRET, "alice")).await?;
+        s.click("#send-auth").await?;
+        eventually(10, "the page to be authenticated as alice", || async {
+            Ok(s.text("#conn-status")
+                .await?
+                .contains("as alice")
+                .then_some(()))
+        })
+        .await?;
+        produce(
+            &producer,
+            vec![
+                private("alice", "priv-alice-1", 2),
+                private("bob", "priv-bob-1", 3),
+                marker("marker-1", 4),
+            ],
+        )
+        .await?;
+        let rows = eventually(20, "alice's event and the marker", || async {
+            let rows = table(s).await?;
+            let have = ids(&rows);
+            Ok((have.contains(&"priv-alice-1") && have.contains(&"marker-1")).then_some(rows))
+        })
+        .await?;
+        assert!(
+            !ids(&rows).contains(&"priv-bob-1"),
+            "alice's page saw bob's event"
+        );
+
+        // Only the refused token is an error frame; the browser itself logged no error.
+        let errors: Vec<_> = s
+            .browser_log()
+            .await?
+            .into_iter()
+            .filter(|e| e.level == "SEVERE")
+            .collect();
+        assert!(errors.is_empty(), "browser errors: {errors:#?}");
+        std::fs::write(out.join("console-e2e-auth.png"), s.screenshot().await?)?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+
+    if let Ok(png) = session.screenshot().await {
+        let _ = std::fs::write(out.join("console-e2e-auth-last.png"), png);
+    }
+    let _ = session.close().await;
+    driver.stop().await;
+    let _ = std::fs::remove_dir_all(&profile);
+    gw.stop().await;
     result
 }

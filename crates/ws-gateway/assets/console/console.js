@@ -42,6 +42,7 @@
     pingTimer: null,
     pingSentAt: 0,
     rttMs: null,
+    user: null,                  // userId the gateway authenticated this connection as
     nextId: 1,
     // channel -> 'active' | 'pending'; what the page re-subscribes to after a reconnect.
     channels: new Map(),
@@ -101,6 +102,14 @@
   function setStatus(text, kind) {
     el.status.textContent = text;
     el.status.className = 'badge badge-' + kind;
+  }
+
+  // "connected", then who the gateway says we are and the last ping's round trip.
+  function statusText() {
+    let t = 'connected';
+    if (state.user) t += ' as ' + state.user;
+    if (state.rttMs !== null) t += ' · ' + Math.round(state.rttMs) + ' ms';
+    return t;
   }
 
   function isOpen() {
@@ -179,7 +188,7 @@
       if (explicit) notice('the JWT field is empty', 'err');
       return;
     }
-    if (send({ type: 'auth', token: token })) notice('JWT sent');
+    if (send({ type: 'auth', id: newId('auth-'), token: token })) notice('JWT sent');
   }
 
   // After a reconnect: subscribe again to every channel the page held, asking the gateway to
@@ -215,6 +224,7 @@
     state.ws = null;
     clearInterval(state.pingTimer);
     state.rttMs = null;
+    state.user = null;
     const why = 'code ' + ev.code + (ev.reason ? ' "' + ev.reason + '"' : '');
     if (!state.wantOpen) {
       setStatus('disconnected', 'idle');
@@ -294,9 +304,15 @@
       case 'event': onEvent(msg); break;
       case 'subscribed': onSubscribed(msg); break;
       case 'unsubscribed': onUnsubscribed(msg); break;
+      case 'authenticated':
+        state.user = msg.userId ? String(msg.userId) : null;
+        notice('authenticated as ' + (state.user || '?') +
+          (typeof msg.expiresAt === 'number' ? ' until ' + new Date(msg.expiresAt).toLocaleString('en-GB') : ''), 'ok');
+        setStatus(statusText(), 'ok');
+        break;
       case 'pong':
         if (state.pingSentAt > 0) state.rttMs = performance.now() - state.pingSentAt;
-        if (state.rttMs !== null) setStatus('connected · ' + Math.round(state.rttMs) + ' ms', 'ok');
+        setStatus(statusText(), 'ok');
         break;
       case 'error':
         if (retryWithoutRecover(msg)) break;
@@ -437,6 +453,8 @@
     el.rows.prepend(frag);
     while (el.rows.children.length > MAX_ROWS) el.rows.lastElementChild.remove();
     updateCount();
+    // Totals follow the table; the per-second column changes on the second tick.
+    renderCategories();
   }
 
   function rebuildRows() {
