@@ -36,7 +36,10 @@ pub fn tansu_bin() -> Result<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/odin-stream")));
     if let Some(c) = cache {
         // The script's default build first, then a memory-only build.
-        for dir in [format!("tansu-{TANSU_VERSION}-dynostore_libsql"), format!("tansu-{TANSU_VERSION}")] {
+        for dir in [
+            format!("tansu-{TANSU_VERSION}-dynostore_libsql"),
+            format!("tansu-{TANSU_VERSION}"),
+        ] {
             let p = c.join(dir).join("bin/tansu");
             if p.exists() {
                 return Ok(p);
@@ -71,6 +74,8 @@ pub struct Broker {
     addr: String,
     child: Option<Child>,
     port: u16,
+    /// `None`: memory storage. `Some(dir)`: sqlite storage in `dir`, surviving restarts.
+    data_dir: Option<PathBuf>,
 }
 
 impl Broker {
@@ -82,6 +87,7 @@ impl Broker {
                     addr: ext.trim().to_owned(),
                     child: None,
                     port: 0,
+                    data_dir: None,
                 };
                 b.wait_ready(Duration::from_secs(30)).await?;
                 return Ok(b);
@@ -92,6 +98,23 @@ impl Broker {
             addr: format!("127.0.0.1:{port}"),
             child: None,
             port,
+            data_dir: None,
+        };
+        b.spawn().await?;
+        Ok(b)
+    }
+
+    /// Starts a private broker whose log lives in a sqlite file in `dir`, so it survives
+    /// [`Self::stop`] and [`Self::restart`] (needs the `libsql` build of tansu that
+    /// `scripts/install-broker.sh` installs).
+    pub async fn start_persistent(dir: &std::path::Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let port = free_port()?;
+        let mut b = Self {
+            addr: format!("127.0.0.1:{port}"),
+            child: None,
+            port,
+            data_dir: Some(dir.to_path_buf()),
         };
         b.spawn().await?;
         Ok(b)
@@ -106,16 +129,23 @@ impl Broker {
         // was killed before destructors ran.
         let script = r#"
             "$TANSU" broker --listener-url "$URL" --advertised-listener-url "$URL" \
-                --storage-engine memory://tansu/ --cluster-id odin-test &
+                --storage-engine "$STORAGE" --cluster-id odin-test &
             child=$!
             trap 'kill $child 2>/dev/null; exit 0' TERM INT
             while kill -0 "$WATCH" 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done
             kill $child 2>/dev/null
             wait $child
         "#;
+        // sqlite paths are relative to the broker's working directory.
+        let (storage, cwd) = match &self.data_dir {
+            Some(dir) => ("sqlite://tansu.db", dir.clone()),
+            None => ("memory://tansu/", std::env::temp_dir()),
+        };
         let child = Command::new("bash")
             .arg("-c")
             .arg(script)
+            .current_dir(cwd)
+            .env("STORAGE", storage)
             .env("TANSU", &bin)
             .env("URL", &url)
             .env("WATCH", std::process::id().to_string())
@@ -219,7 +249,8 @@ impl Broker {
         Ok(())
     }
 
-    /// Starts the broker again on the same port (memory storage: it comes back empty).
+    /// Starts the broker again on the same port (memory storage comes back empty; a
+    /// persistent broker comes back with its log).
     pub async fn restart(&mut self) -> Result<()> {
         if !self.is_private() {
             bail!("cannot restart an external broker");
@@ -269,6 +300,7 @@ pub fn shared() -> &'static Broker {
                             addr: format!("127.0.0.1:{port}"),
                             child: None,
                             port,
+                            data_dir: None,
                         };
                         // The watchdog stops this broker when the test binary exits.
                         b.spawn().await.map(|()| b)
