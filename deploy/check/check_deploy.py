@@ -54,6 +54,7 @@ def check(name: str, ok: bool, why: str = "") -> bool:
 def run(args: list[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
     """Runs a command with a deadline; a timeout is a failed result, not an exception."""
     try:
+        kw.setdefault("stdin", subprocess.DEVNULL)  # nothing here may wait for a person
         return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(args, -1, "", f"{args[0]} timed out after {timeout}s")
@@ -403,6 +404,87 @@ def check_dockerfile(compose: dict) -> None:
     check(".dockerignore excludes target/ and .git/", "target/" in ignore and ".git/" in ignore, str(ignore))
 
 
+FAKE_GCLOUD = r"""#!/usr/bin/env bash
+# Stands in for gcloud: records every call (one per line) and answers describe calls.
+printf '%s\n' "$*" >>"$GCLOUD_LOG"
+case "$*" in
+  *"instances describe"*networkIP*)
+    case "$*" in
+      *odin-backend*) echo 10.128.0.9 ;;
+      *odin-ws-1*) echo 10.128.0.10 ;;
+      *odin-ws-2*) echo 10.128.0.11 ;;
+    esac ;;
+  *"instances describe"* | *"firewall-rules describe"*) [[ -n "${GCLOUD_EXISTING:-}" ]] ;;
+  *) exit 0 ;;
+esac
+"""
+
+
+def check_gcp_scripts() -> None:
+    """The deploy/gcp scripts against a recording stand-in for gcloud (no cloud here): the
+    calls they make, the addresses they wire together."""
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        (d / "gcloud").write_text(FAKE_GCLOUD)
+        (d / "gcloud").chmod(0o755)
+        for f in ("backend", "gateway"):
+            (d / f"{f}.env").write_text((ROOT / f"deploy/gcp/{f}.env.template").read_text())
+        log = d / "log"
+        env = dict(os.environ, PATH=f"{d}:{os.environ['PATH']}", GCLOUD_LOG=str(log), GCP_PROJECT="odin-test",
+                   GATEWAY_INSTANCES="odin-ws-1 odin-ws-2", BACKEND_ENV_FILE=str(d / "backend.env"),
+                   GATEWAY_ENV_FILE=str(d / "gateway.env"), CONFIRM="yes")
+        for k in ("GCP_ZONE", "BACKEND_INSTANCE", "ODIN_REF", "ONLY", "LOADTEST_ARGS", "GCLOUD_EXISTING"):
+            env.pop(k, None)
+
+        def script(name, **extra):
+            log.write_text("")
+            r = run(["bash", str(ROOT / "deploy/gcp" / name)], env=dict(env, **extra), timeout=60)
+            return r, log.read_text().splitlines()
+
+        r, calls = script("create.sh")
+        rules = [c for c in calls if "firewall-rules create" in c]
+        vms = [c for c in calls if "instances create" in c]
+        check("gcp create.sh: 3 firewall rules and 3 VMs on an empty project", r.returncode == 0 and len(rules) == 3 and len(vms) == 3,
+              r.stderr + "\n".join(calls))
+        kafka_rule = next((c for c in rules if "odin-kafka-internal" in c), "")
+        check("gcp create.sh: gateways may reach Kafka 19092 on the backend, nothing else is opened to it",
+              "tcp:19092" in kafka_rule and "--source-tags odin-gateway" in kafka_rule and "--target-tags odin-backend" in kafka_rule
+              and not any("--target-tags odin-backend" in c for c in rules if c is not kafka_rule), "\n".join(rules))
+        backend = next((c for c in vms if " odin-backend " in c), "")
+        check("gcp create.sh: backend VM e2-standard-4 in us-central1-a with the startup script",
+              "e2-standard-4" in backend and "us-central1-a" in backend and "startup-script=" in backend and "--project odin-test" in backend, backend)
+        r, calls = script("create.sh", GCLOUD_EXISTING="1")
+        check("gcp create.sh is idempotent (creates nothing that exists)", r.returncode == 0 and not any(" create " in c for c in calls), "\n".join(calls))
+
+        r, calls = script("deploy.sh")
+        ssh = [c for c in calls if "compute ssh" in c]
+        scps = [c for c in calls if "compute scp" in c]
+        back = next((c for c in ssh if "ssh odin-backend" in c and "docker compose up" in c), "")
+        check("gcp deploy.sh ships the release and env file to all 3 VMs", r.returncode == 0 and len(scps) == 6, r.stderr + "\n".join(calls))
+        check("gcp deploy.sh: backend advertises its internal IP and runs every service but ws-gateway",
+              "REDPANDA_ADVERTISE_HOST=10.128.0.9" in back and "up -d --remove-orphans redpanda console topics publisher aggregator prometheus grafana" in back
+              and "ws-gateway " not in back.split("up -d", 1)[-1], back)
+        check("gcp deploy.sh: Prometheus gets both gateways as targets",
+              '10.128.0.10:3002' in back and '10.128.0.11:3002' in back, back)
+        gws = [c for c in ssh if "gateway-compose.yml up" in c]
+        check("gcp deploy.sh: each gateway runs gateway-compose.yml with KAFKA_BROKERS=<backend>:19092",
+              len(gws) == 2 and all("KAFKA_BROKERS=10.128.0.9:19092" in c for c in gws), "\n".join(gws))
+        r, calls = script("deploy.sh", ODIN_REF="no-such-ref-xyz")
+        check("gcp deploy.sh refuses an unknown ODIN_REF before touching a VM", r.returncode != 0 and not any("scp" in c or "ssh" in c for c in calls),
+              r.stderr + "\n".join(calls))
+
+        r, calls = script("capacity-test.sh")
+        cap = next((c for c in calls if "compute ssh" in c), "")
+        check("gcp capacity-test.sh runs loadtest on the first gateway against loopback, producing to the backend",
+              r.returncode == 0 and "ssh odin-ws-1" in cap and "ws://127.0.0.1:3002/ws" in cap and "KAFKA_BROKERS=10.128.0.9:19092" in cap, r.stderr + cap)
+
+        r, calls = script("destroy.sh", GCLOUD_EXISTING="1")
+        deleted = [c for c in calls if " delete " in c]
+        check("gcp destroy.sh (CONFIRM=yes) deletes the 3 VMs and 3 rules", r.returncode == 0 and len(deleted) == 6, r.stderr + "\n".join(calls))
+        r, calls = script("destroy.sh", GCLOUD_EXISTING="1", CONFIRM="")
+        check("gcp destroy.sh without confirmation deletes nothing", r.returncode != 0 and not any(" delete " in c for c in calls), "\n".join(calls))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -526,7 +608,7 @@ def main() -> int:
     compose = load_yaml(ROOT / "docker-compose.yml")
     steps = [check_schemas, check_task_list, check_shellcheck, lambda: check_env_names(compose),
              lambda: check_prometheus(compose), check_dashboard, lambda: check_dockerfile(compose),
-             check_loadtest_flags, check_healthcheck, check_topic_script_logic, check_topic_plan,
+             check_loadtest_flags, check_gcp_scripts, check_healthcheck, check_topic_script_logic, check_topic_plan,
              lambda: check_services_with_compose_env(compose)]
     timings = []
     for step in steps:

@@ -14,8 +14,11 @@ require_gcloud
 
 ODIN_REF="${ODIN_REF:-HEAD}"
 ONLY="${ONLY:-all}" # all | backend | gateways
-for f in backend.env gateway.env; do
-  [[ -f "$HERE/$f" ]] || die "missing deploy/gcp/$f: cp deploy/gcp/$f.template deploy/gcp/$f and edit it"
+# Other environments keep their files elsewhere: BACKEND_ENV_FILE=~/odin/staging-backend.env …
+BACKEND_ENV_FILE="${BACKEND_ENV_FILE:-$HERE/backend.env}"
+GATEWAY_ENV_FILE="${GATEWAY_ENV_FILE:-$HERE/gateway.env}"
+for f in "$BACKEND_ENV_FILE" "$GATEWAY_ENV_FILE"; do
+  [[ -f "$f" ]] || die "missing $f: cp deploy/gcp/$(basename "$f").template $f and edit it"
 done
 tag="$(git -C "$ROOT" rev-parse --short=12 "$ODIN_REF^{commit}")" || die "unknown ref $ODIN_REF"
 archive="$(mktemp -t odin-stream-XXXXXX.tar.gz)"
@@ -36,7 +39,7 @@ backend_ip="$(internal_ip "$BACKEND_INSTANCE")"
 [[ -n "$backend_ip" ]] || die "no internal IP for $BACKEND_INSTANCE (task gcp:create first)"
 
 if [[ "$ONLY" == all || "$ONLY" == backend ]]; then
-  ship "$BACKEND_INSTANCE" "$HERE/backend.env"
+  ship "$BACKEND_INSTANCE" "$BACKEND_ENV_FILE"
   # Prometheus scrapes every gateway VM's /metrics through file_sd targets.
   targets="["
   sep=""
@@ -56,7 +59,7 @@ fi
 
 if [[ "$ONLY" == all || "$ONLY" == gateways ]]; then
   for gw in $GATEWAY_INSTANCES; do
-    ship "$gw" "$HERE/gateway.env"
+    ship "$gw" "$GATEWAY_ENV_FILE"
     # KAFKA_BROKERS defaults to the backend's external listener unless gateway.env sets it.
     ssh_vm "$gw" "set -e; cd $REMOTE_DIR/current/deploy/gcp \
       && { grep -q '^KAFKA_BROKERS=' /tmp/odin.env || echo KAFKA_BROKERS=$backend_ip:19092; sudo cat /tmp/odin.env; } | sudo tee gateway.env >/dev/null \
