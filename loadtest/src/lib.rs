@@ -37,7 +37,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
-use odin_service::{KafkaConnector, KafkaHealth, Producer, ProducerConfig};
+use odin_service::KafkaConnector;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -164,34 +164,25 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<Repor
         Some(url) => Some(publisher::Publisher::new(url).await?),
         None => None,
     };
-    let producer = if producing == "kafka" {
+    let produce_stop = cancel.child_token();
+    let mut producer = if producing == "kafka" {
         check_loopback_brokers(&cfg.kafka.brokers()).await?;
-        let connector = KafkaConnector::new(&cfg.kafka);
-        let client = connector
-            .client()
-            .await
-            .context("cannot reach the brokers")?;
-        let names = cfg.topics.names();
-        let wanted: Vec<&str> = names.event_topics();
-        let missing = odin_service::topics::missing_topics(&client, &wanted).await?;
-        if !missing.is_empty() {
-            bail!(
-                "topics missing: {} (run `loadtest --create-topics`)",
-                missing.join(", ")
-            );
-        }
-        let producer = Producer::new(
-            connector,
-            ProducerConfig {
-                linger: cfg.produce_linger,
-                ..ProducerConfig::default()
-            },
-            KafkaHealth::new("loadtest_kafka_connected"),
-        );
-        for t in &wanted {
-            producer.partition_count(t).await?;
-        }
-        Some(producer)
+        Some(
+            produce::ProducerThread::spawn(
+                produce::ThreadSetup {
+                    kafka: cfg.kafka.clone(),
+                    topics: cfg.topics.names(),
+                    linger: cfg.produce_linger,
+                    plan: plan.clone(),
+                    subs: subs.clone(),
+                    stats: stats.clone(),
+                    rate: cfg.produce_rate,
+                    payload_bytes: cfg.payload_bytes,
+                },
+                produce_stop.clone(),
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -284,24 +275,9 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<Repor
     let gw_after_ramp = sample_gateway(cfg.gateway_pid);
     let measure_from = Instant::now() + cfg.warmup;
     let end = measure_from + cfg.duration;
-    let produce_stop = cancel.child_token();
-    let produce_task = producer.map(|producer| {
-        tokio::spawn(produce::produce(
-            Arc::new(produce::ProduceCtx {
-                plan: plan.clone(),
-                subs: subs.clone(),
-                stats: stats.clone(),
-                producer,
-                topics: cfg.topics.names(),
-                rate: cfg.produce_rate,
-                payload_bytes: cfg.payload_bytes,
-                run_id: produce::run_id(),
-            }),
-            measure_from,
-            end,
-            produce_stop.clone(),
-        ))
-    });
+    if let Some(p) = producer.as_mut() {
+        p.start(measure_from, end);
+    }
     if let Some(p) = &publisher {
         p.start(cfg.produce_rate, &plan.tokens).await?;
     }
@@ -312,6 +288,8 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<Repor
     stats.set_phase(Phase::Measure);
     measuring.store(true, Ordering::Relaxed);
     let gw_measure_start = sample_gateway(cfg.gateway_pid);
+    let me_start = procfs::sample(None).ok();
+    let machine_start = procfs::machine_cpu();
     let window_start = Instant::now();
     tokio::select! {
         _ = cancel.cancelled() => {}
@@ -319,6 +297,8 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<Repor
     }
     let measured_secs = window_start.elapsed().as_secs_f64();
     let gw_measure_end = sample_gateway(cfg.gateway_pid);
+    let me_end = procfs::sample(None).ok();
+    let machine_end = procfs::machine_cpu();
     measuring.store(false, Ordering::Relaxed);
     stats.set_phase(Phase::Drain);
     if let Some(p) = &publisher {
@@ -326,8 +306,8 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<Repor
             notes.push(format!("stopping the publisher failed: {e}"));
         }
     }
-    let produced_seqs = match produce_task {
-        Some(t) => t.await.unwrap_or_default(),
+    let produced_seqs = match producer {
+        Some(p) => p.finish().await,
         None => vec![0; plan.channels.len()],
     };
     let _ = ctx.produced.set(produced_seqs);
@@ -454,7 +434,16 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<Repor
         },
         gateway,
         loadtest_cpu_secs: me.map_or(0.0, |s| s.cpu_secs),
+        loadtest_cores_window: match (me_start, me_end) {
+            (Some(a), Some(b)) if measured_secs > 0.0 => (b.cpu_secs - a.cpu_secs) / measured_secs,
+            _ => 0.0,
+        },
         loadtest_peak_rss_bytes: me.map_or(0, |s| s.peak_rss_bytes),
+        machine_cores_busy_window: match (machine_start, machine_end) {
+            (Some(a), Some(b)) if measured_secs > 0.0 => (b.0 - a.0) / measured_secs,
+            _ => 0.0,
+        },
+        machine_load_avg: procfs::load_average(),
         interrupted: cancel.is_cancelled(),
         notes,
         clean: false,

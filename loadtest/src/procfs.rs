@@ -80,6 +80,42 @@ pub fn parse_open_files_limit(limits: &str) -> Option<u64> {
     })
 }
 
+/// Busy and total CPU seconds of the whole machine (all cores) from the text of `/proc/stat`:
+/// tells how much of the machine other processes took during a run.
+pub fn parse_machine_cpu(stat: &str) -> Option<(f64, f64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<Vec<u64>>>()?;
+    if ticks.len() < 4 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks[3] + ticks.get(4).copied().unwrap_or(0);
+    Some((
+        (total - idle) as f64 / TICKS_PER_SEC,
+        total as f64 / TICKS_PER_SEC,
+    ))
+}
+
+/// The machine's busy and total CPU seconds so far.
+pub fn machine_cpu() -> Option<(f64, f64)> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .as_deref()
+        .and_then(parse_machine_cpu)
+}
+
+/// `/proc/loadavg`'s first three fields.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn read(path: &Path) -> Result<String, ProcError> {
     std::fs::read_to_string(path).map_err(|source| ProcError::Read {
         path: path.display().to_string(),
@@ -151,6 +187,17 @@ mod tests {
             Some(u64::MAX)
         );
         assert_eq!(parse_open_files_limit("nothing"), None);
+    }
+
+    #[test]
+    fn machine_cpu_line() {
+        let stat = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\nintr 1\n";
+        let (busy, total) = parse_machine_cpu(stat).unwrap();
+        assert!((busy - 1.5).abs() < 1e-9);
+        assert!((total - 10.0).abs() < 1e-9);
+        assert!(parse_machine_cpu("cpu0 1 2 3 4").is_none());
+        assert!(machine_cpu().unwrap().1 > 0.0);
+        assert_eq!(load_average().split(' ').count(), 3);
     }
 
     #[test]

@@ -177,3 +177,138 @@ pub fn run_id() -> String {
         .map_or(0, |d| d.as_millis());
     format!("lt{t:x}")
 }
+
+/// What the producing thread needs to set itself up.
+#[derive(Debug)]
+pub struct ThreadSetup {
+    pub kafka: odin_service::KafkaArgs,
+    pub topics: TopicNames,
+    pub linger: std::time::Duration,
+    pub plan: Arc<Plan>,
+    pub subs: Arc<Subscribers>,
+    pub stats: Arc<Stats>,
+    pub rate: f64,
+    pub payload_bytes: usize,
+}
+
+/// The producing side on a thread of its own, with its own runtime: thousands of client
+/// tasks busy with frames on the main runtime must not delay sends (which would bunch
+/// events into bursts and add their wait to the measured latency).
+#[derive(Debug)]
+pub struct ProducerThread {
+    start: Option<oneshot::Sender<(Instant, Instant)>>,
+    done: oneshot::Receiver<Vec<u64>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ProducerThread {
+    /// Starts the thread, connects, checks the topics exist; returns once it is ready.
+    pub async fn spawn(setup: ThreadSetup, cancel: CancellationToken) -> anyhow::Result<Self> {
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<(), String>>();
+        let (start_tx, start_rx) = oneshot::channel::<(Instant, Instant)>();
+        let (done_tx, done_rx) = oneshot::channel::<Vec<u64>>();
+        let thread = std::thread::Builder::new()
+            .name("loadtest-producer".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("cannot start a runtime: {e}")));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let producer = match connect(&setup).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    let window = tokio::select! {
+                        _ = cancel.cancelled() => None,
+                        w = start_rx => w.ok(),
+                    };
+                    let seqs = match window {
+                        Some((measure_from, end)) => {
+                            let ctx = Arc::new(ProduceCtx {
+                                plan: setup.plan,
+                                subs: setup.subs,
+                                stats: setup.stats,
+                                producer: producer.clone(),
+                                topics: setup.topics,
+                                rate: setup.rate,
+                                payload_bytes: setup.payload_bytes,
+                                run_id: run_id(),
+                            });
+                            produce(ctx, measure_from, end, cancel).await
+                        }
+                        None => Vec::new(),
+                    };
+                    producer.flush().await;
+                    let _ = done_tx.send(seqs);
+                });
+            })?;
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(Self {
+                start: Some(start_tx),
+                done: done_rx,
+                thread,
+            }),
+            Ok(Err(e)) => Err(anyhow::anyhow!(e)),
+            Err(_) => Err(anyhow::anyhow!("the producer thread ended during setup")),
+        }
+    }
+
+    /// Produces from now until `end`, counting events from `measure_from` on.
+    pub fn start(&mut self, measure_from: Instant, end: Instant) {
+        if let Some(tx) = self.start.take() {
+            let _ = tx.send((measure_from, end));
+        }
+    }
+
+    /// Waits for the producing to end; returns the sequence numbers handed out per channel.
+    pub async fn finish(self) -> Vec<u64> {
+        drop(self.start);
+        let seqs = self.done.await.unwrap_or_default();
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+        seqs
+    }
+}
+
+async fn connect(setup: &ThreadSetup) -> Result<Producer, String> {
+    let connector = odin_service::KafkaConnector::new(&setup.kafka);
+    let client = connector
+        .client()
+        .await
+        .map_err(|e| format!("cannot reach the brokers: {e}"))?;
+    let wanted: Vec<&str> = setup.topics.event_topics();
+    let missing = odin_service::topics::missing_topics(&client, &wanted)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !missing.is_empty() {
+        return Err(format!(
+            "topics missing: {} (run `loadtest --create-topics`)",
+            missing.join(", ")
+        ));
+    }
+    let producer = Producer::new(
+        connector,
+        odin_service::ProducerConfig {
+            linger: setup.linger,
+            ..odin_service::ProducerConfig::default()
+        },
+        odin_service::KafkaHealth::new("loadtest_kafka_connected"),
+    );
+    for t in &wanted {
+        producer
+            .partition_count(t)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(producer)
+}

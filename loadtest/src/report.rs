@@ -81,7 +81,14 @@ pub struct Report {
     pub latency_us: Latency,
     pub gateway: Option<GatewayCost>,
     pub loadtest_cpu_secs: f64,
+    /// The loadtest's CPU over the measured window, in cores.
+    pub loadtest_cores_window: f64,
     pub loadtest_peak_rss_bytes: u64,
+    /// Cores busy on the whole machine over the measured window (gateway, loadtest, broker
+    /// and anything else running): how contended the measurement was.
+    pub machine_cores_busy_window: f64,
+    /// Load averages (1, 5, 15 min) at the end of the run.
+    pub machine_load_avg: String,
 
     pub interrupted: bool,
     pub notes: Vec<String>,
@@ -220,9 +227,17 @@ impl Report {
         line(
             "loadtest",
             format!(
-                "CPU {:.1}s, peak RSS {}",
+                "CPU {:.1}s ({:.2} cores in the window), peak RSS {}",
                 self.loadtest_cpu_secs,
+                self.loadtest_cores_window,
                 mib(self.loadtest_peak_rss_bytes)
+            ),
+        );
+        line(
+            "machine",
+            format!(
+                "{:.2} of its cores busy in the window (everything), load average {}",
+                self.machine_cores_busy_window, self.machine_load_avg
             ),
         );
         for n in &self.notes {
