@@ -552,6 +552,18 @@ async fn drive(
         .await?;
         let png = s.screenshot().await?;
         std::fs::write(out.join("console-e2e-reconnected.png"), &png)?;
+
+        // Unsubscribe one channel with its own button: the gateway confirms, the list shrinks.
+        s.click(&format!(
+            "#subs button[aria-label='Unsubscribe {TOKEN}.analytics']"
+        ))
+        .await?;
+        eventually(10, "the unsubscribe to be confirmed", || async {
+            let subs = s.text("#subs").await?;
+            Ok((s.text("#subs-count").await? == "1" && !subs.contains(".analytics")).then_some(()))
+        })
+        .await?;
+        assert!(s.text("#notices").await?.contains("unsubscribed [unsub-"));
         Ok::<_, anyhow::Error>(())
     }
     .await;
@@ -728,6 +740,101 @@ async fn console_jwt_field_authenticates_and_shows_only_the_users_private_events
     let _ = session.close().await;
     driver.stop().await;
     let _ = std::fs::remove_dir_all(&profile);
+    gw.stop().await;
+    result
+}
+
+/// Without a browser (runs even where chromium is absent): a plain GET of `/` is the page
+/// with its assets and a strict CSP, `/stats` is JSON with the figures the page reads, and a
+/// WebSocket upgrade of `/` still reaches the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_routes_and_the_stream_share_the_root_path() -> Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let broker = testkit::shared();
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let gw = Gateway::start(listener, broker.addr()).await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let base = format!("http://{}", gw.addr);
+    let result = async {
+        let page = http.get(format!("{base}/")).send().await?;
+        assert_eq!(page.status(), 200);
+        let csp = page.headers()["content-security-policy"]
+            .to_str()?
+            .to_owned();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(page.headers()["content-type"]
+            .to_str()?
+            .starts_with("text/html"));
+        let html = page.text().await?;
+        assert!(html.contains("<title>Odin Stream console</title>"));
+        for (path, kind) in [
+            ("/console.js", "text/javascript"),
+            ("/console.css", "text/css"),
+        ] {
+            let r = http.get(format!("{base}{path}")).send().await?;
+            assert_eq!(r.status(), 200, "{path}");
+            assert!(
+                r.headers()["content-type"].to_str()?.starts_with(kind),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            http.get(format!("{base}/console.map"))
+                .send()
+                .await?
+                .status(),
+            404
+        );
+
+        let stats: serde_json::Value = http
+            .get(format!("{base}/stats"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(stats["kafka"]["connected"], json!(true), "{stats}");
+        assert!(
+            stats["kafka"]["partitions"]
+                .as_u64()
+                .is_some_and(|p| p >= 8),
+            "{stats}"
+        );
+        for field in [
+            "connections",
+            "deliveriesTotal",
+            "recordsTotal",
+            "dropsTotal",
+            "lagTotal",
+        ] {
+            assert!(stats[field].is_number(), "{field} in {stats}");
+        }
+        assert!(
+            stats["lag"].is_object() && stats["drops"].is_object(),
+            "{stats}"
+        );
+
+        // An upgrade of `/` is the stream, not the page.
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/", gw.addr)).await?;
+        ws.send(Message::text(r#"{"type":"ping","id":"root"}"#))
+            .await?;
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await?
+            .context("stream ended")??;
+        let v: serde_json::Value = serde_json::from_str(reply.to_text()?)?;
+        assert_eq!(v["type"], json!("pong"), "{v}");
+        assert_eq!(v["id"], json!("root"), "{v}");
+        let stats: serde_json::Value = http
+            .get(format!("{base}/stats"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(stats["connections"], json!(1), "{stats}");
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
     gw.stop().await;
     result
 }
