@@ -55,6 +55,14 @@ pub struct Config {
     #[arg(long, env = "KAFKA_FETCH_MAX_WAIT_MS", default_value_t = 20)]
     pub fetch_max_wait_ms: i32,
 
+    /// Client-side polling: when > 0, every fetch asks with max-wait 0 and a partition whose
+    /// fetch came back empty waits this long before the next one. tansu holds every fetch for
+    /// its full max-wait even when data is there (a record then waits 1.5× the max-wait on
+    /// average); polling costs the same number of requests for a third of that latency.
+    /// 0 = long-poll with `KAFKA_FETCH_MAX_WAIT_MS` (right for Kafka/Redpanda).
+    #[arg(long, env = "KAFKA_FETCH_POLL_MS", default_value_t = 0)]
+    pub fetch_poll_ms: u64,
+
     /// Upper bound of bytes per fetch (per partition).
     #[arg(long, env = "KAFKA_FETCH_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub fetch_max_bytes: i32,
@@ -152,6 +160,12 @@ impl Config {
             return bad(format!(
                 "KAFKA_FETCH_MAX_WAIT_MS={} is outside 0..=30000",
                 self.fetch_max_wait_ms
+            ));
+        }
+        if self.fetch_poll_ms > 10_000 {
+            return bad(format!(
+                "KAFKA_FETCH_POLL_MS={} is above 10000",
+                self.fetch_poll_ms
             ));
         }
         if self.fetch_max_bytes < 1024 {

@@ -97,6 +97,8 @@ pub struct Consumption {
     pub names: TopicNames,
     pub start: StartFrom,
     pub fetch: FetchSettings,
+    /// Client-side polling (`KAFKA_FETCH_POLL_MS`): the pause after an empty fetch.
+    pub poll_interval: Option<Duration>,
     pub metadata_refresh: Duration,
     pub registry: Arc<Registry>,
     pub health: KafkaHealth,
@@ -273,6 +275,12 @@ async fn run_partition(
                     counter!(m::LOG_RESETS, "topic" => topic.clone()).increment(1);
                     consumer.seek(0);
                     last = None;
+                }
+            }
+            if let Some(pause) = ctx.poll_interval {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => {}
                 }
             }
         } else {

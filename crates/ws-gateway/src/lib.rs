@@ -100,10 +100,17 @@ pub async fn run(
         names: config.topics.names(),
         start: config.start_from.into(),
         fetch: FetchSettings {
-            max_wait_ms: config.fetch_max_wait_ms,
+            // Polling asks for an immediate answer and paces itself.
+            max_wait_ms: if config.fetch_poll_ms > 0 {
+                0
+            } else {
+                config.fetch_max_wait_ms
+            },
             max_bytes: config.fetch_max_bytes,
             request_timeout: connector.request_timeout(),
         },
+        poll_interval: (config.fetch_poll_ms > 0)
+            .then(|| std::time::Duration::from_millis(config.fetch_poll_ms)),
         metadata_refresh: config.metadata_refresh,
         registry: Arc::clone(&registry),
         health: health.clone(),

@@ -137,7 +137,14 @@ async fn explicit_channels_wildcards_and_overlaps_deliver_each_record_once() {
 #[tokio::test]
 async fn a_channel_arrives_in_partition_order_with_its_offsets() {
     let broker = testkit::shared();
-    let gw = Gateway::start_with(broker, TopicMode::PerCategory, 3, &[]).await;
+    // Client-side polling (max-wait 0, pause after empty fetches) keeps the same order.
+    let gw = Gateway::start_with(
+        broker,
+        TopicMode::PerCategory,
+        3,
+        &["--fetch-poll-ms", "10"],
+    )
+    .await;
     let mut c = gw.client().await;
     c.subscribe(json!({"channels": ["BTC.trade", "ETH.trade"]}))
         .await;
