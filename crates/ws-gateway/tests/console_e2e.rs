@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use webdriver::{Browser, Driver, Session};
+use webdriver::{Browser, Driver, Profile, Session};
 
 /// A token no other test uses, so the table holds only this test's events.
 const TOKEN: &str = "CONSOLE";
@@ -243,15 +243,14 @@ async fn console_shows_a_subscribed_bundle_live_in_a_real_browser() -> Result<()
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let gw = Gateway::start(listener, broker.addr()).await?;
 
+    let profile = Profile::new("odin-console-e2e");
     let driver = Driver::start(
         &browser.chromedriver,
         &out.join("console-e2e-chromedriver.log"),
     )
     .await?;
-    let profile = std::env::temp_dir().join(format!("odin-console-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
     let session = driver
-        .new_session(&browser.chromium, &profile, (1440, 1000))
+        .new_session(&browser.chromium, &profile.0, (1440, 1000))
         .await?;
 
     let result = drive(&session, &gw, broker, &names, &out).await;
@@ -261,8 +260,7 @@ async fn console_shows_a_subscribed_bundle_live_in_a_real_browser() -> Result<()
         let _ = std::fs::write(out.join("console-e2e-last.png"), png);
     }
     let _ = session.close().await;
-    driver.stop().await;
-    let _ = std::fs::remove_dir_all(&profile);
+    driver.stop();
     // `drive` stopped this gateway for the reconnect check (and its replacement itself).
     gw.stop().await;
     result
@@ -599,16 +597,14 @@ async fn console_jwt_field_authenticates_and_shows_only_the_users_private_events
     let names = TopicNames::default();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let gw = Gateway::start_with(listener, broker.addr(), &["--jwt-secret", SECRET]).await?;
+    let profile = Profile::new("odin-console-e2e-auth");
     let driver = Driver::start(
         &browser.chromedriver,
         &out.join("console-e2e-auth-chromedriver.log"),
     )
     .await?;
-    let profile =
-        std::env::temp_dir().join(format!("odin-console-e2e-auth-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
     let session = driver
-        .new_session(&browser.chromium, &profile, (1440, 1000))
+        .new_session(&browser.chromium, &profile.0, (1440, 1000))
         .await?;
 
     let s = &session;
@@ -738,8 +734,7 @@ async fn console_jwt_field_authenticates_and_shows_only_the_users_private_events
         let _ = std::fs::write(out.join("console-e2e-auth-last.png"), png);
     }
     let _ = session.close().await;
-    driver.stop().await;
-    let _ = std::fs::remove_dir_all(&profile);
+    driver.stop();
     gw.stop().await;
     result
 }

@@ -51,12 +51,49 @@ fn from_env_or_path(var: &str, names: &[&str]) -> Option<PathBuf> {
     None
 }
 
-/// A chromedriver process on a free loopback port; killed when dropped.
+/// A chromedriver process on a free loopback port, in its own process group with the
+/// browsers it starts; the whole group is killed when this is dropped, so a failing (panicking)
+/// test leaves no browser behind.
 #[derive(Debug)]
 pub struct Driver {
     child: Child,
     base: String,
     http: reqwest::Client,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            kill_group(pid);
+        }
+    }
+}
+
+/// SIGKILL to the process group `pgid` (chromedriver and its chromium processes).
+fn kill_group(pgid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A fresh browser profile directory, removed when dropped.
+#[derive(Debug)]
+pub struct Profile(pub PathBuf);
+
+impl Profile {
+    pub fn new(name: &str) -> Profile {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Profile(dir)
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Driver {
@@ -79,6 +116,8 @@ impl Driver {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
+                // Its own group: chromium inherits it, and Drop kills the group.
+                .process_group(0)
                 .kill_on_drop(true)
                 .spawn()
                 .with_context(|| format!("spawning {}", chromedriver.display()))?;
@@ -101,7 +140,9 @@ impl Driver {
                 }
                 if tokio::time::Instant::now() >= deadline {
                     last_err = anyhow!("chromedriver on port {port} not ready within 20 s");
-                    let _ = child.kill().await;
+                    if let Some(pid) = child.id() {
+                        kill_group(pid);
+                    }
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -127,6 +168,9 @@ impl Driver {
             "--disable-component-update".to_owned(),
             "--disable-sync".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
+            // crashpad handlers start their own sessions and would outlive a killed group.
+            "--disable-crash-reporter".to_owned(),
+            "--disable-breakpad".to_owned(),
             format!("--window-size={},{}", window.0, window.1),
             format!("--user-data-dir={}", user_data_dir.display()),
         ];
@@ -156,8 +200,9 @@ impl Driver {
         })
     }
 
-    pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+    /// Ends chromedriver and every browser it started (also done on drop).
+    pub fn stop(self) {
+        drop(self);
     }
 }
 
