@@ -84,7 +84,7 @@ async fn stats(State(core): State<Arc<Core>>) -> Response {
     let c = &core.counters;
     let last_tick = core.last_tick.load(Ordering::Acquire);
     let (tokens, buckets, horizon) = {
-        let w = core.windows();
+        let w = core.windows().await;
         (w.token_count(), w.bucket_count(), w.horizon())
     };
     let partitions: Vec<_> = core
@@ -163,11 +163,8 @@ async fn publish(State(core): State<Arc<Core>>, body: Result<Bytes, BytesRejecti
         );
     }
     let generated_at = rfc3339(chrono::Utc::now().timestamp_millis());
-    let (end, data) = {
-        let w = core.windows();
-        let end = w.align_down(core.clock.now_ms());
-        (end, w.snapshot(end, tokens.as_deref(), &generated_at))
-    };
+    let end = core.windows().await.align_down(core.clock.now_ms());
+    let (data, _) = core.snapshot(end, tokens, false, generated_at).await;
     let out = core.publisher.publish(data, end).await;
     let code = if out.failed.is_empty() {
         StatusCode::OK

@@ -199,7 +199,7 @@ async fn apply(core: &Core, a: &Assignment, records: Vec<RecordAndOffset>, repla
     }
     let (mut added, mut too_old) = (0u64, 0u64);
     {
-        let mut w = core.windows();
+        let mut w = core.windows().await;
         for (t, pos) in &trades {
             match w.insert(t, *pos) {
                 Inserted::Added => added += 1,

@@ -2,7 +2,11 @@
 //! producer and the counters `/stats` reports.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use odin_events::TokenAggregateData;
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard};
+use tracing::error;
 
 use odin_service::{FetchSettings, KafkaConnector, KafkaHealth, Producer};
 
@@ -56,7 +60,9 @@ pub struct Core {
     /// The first scheduled tick; the window horizon starts one interval plus the largest
     /// window before it.
     pub first_end: i64,
-    windows: Mutex<Windows>,
+    /// An async lock: a tick's snapshot can take a while (it runs on a blocking thread
+    /// holding the lock) and ingest tasks must wait for it without blocking a runtime thread.
+    windows: Arc<AsyncMutex<Windows>>,
     pub counters: Counters,
     pub replay_complete: AtomicBool,
     /// End of the last scheduled tick (0 before the first).
@@ -88,7 +94,7 @@ impl Core {
             publisher,
             start_ms,
             first_end,
-            windows: Mutex::new(windows),
+            windows: Arc::new(AsyncMutex::new(windows)),
             counters: Counters::default(),
             replay_complete: AtomicBool::new(false),
             last_tick: AtomicI64::new(0),
@@ -96,11 +102,37 @@ impl Core {
         }
     }
 
-    /// The window state. Held only for in-memory work, never across an `.await`.
-    pub fn windows(&self) -> MutexGuard<'_, Windows> {
-        // A panic while holding the lock cannot leave the windows half-updated in a way
-        // that matters more than stopping the service would.
-        self.windows.lock().unwrap_or_else(|p| p.into_inner())
+    /// The window state, for short in-memory work.
+    pub async fn windows(&self) -> MutexGuard<'_, Windows> {
+        self.windows.lock().await
+    }
+
+    /// The aggregates at `end` (of `only` those tokens), computed on a blocking thread;
+    /// with `advance`, the horizon then moves to `end − largest window` (scheduled ticks).
+    /// Also returns how many tokens the state holds.
+    pub async fn snapshot(
+        &self,
+        end: i64,
+        only: Option<Vec<String>>,
+        advance: bool,
+        generated_at: String,
+    ) -> (Vec<TokenAggregateData>, usize) {
+        let mut guard = Arc::clone(&self.windows).lock_owned().await;
+        let job = tokio::task::spawn_blocking(move || {
+            let data = guard.snapshot(end, only.as_deref(), &generated_at);
+            if advance {
+                let largest = guard.largest();
+                guard.set_horizon(end - largest);
+            }
+            (data, guard.token_count())
+        });
+        match job.await {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, end, "snapshot failed");
+                (Vec::new(), 0)
+            }
+        }
     }
 
     pub fn is_replay_complete(&self) -> bool {

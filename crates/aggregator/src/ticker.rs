@@ -37,13 +37,7 @@ pub async fn barrier(progress: &mut [watch::Receiver<Progress>], end: i64) {
 /// can use older trades) and publish.
 pub async fn tick(core: &Core, end: i64) -> Published {
     let generated_at = rfc3339(chrono::Utc::now().timestamp_millis());
-    let (data, tokens_held) = {
-        let mut w = core.windows();
-        let data = w.snapshot(end, None, &generated_at);
-        let largest = w.largest();
-        w.set_horizon(end - largest);
-        (data, w.token_count())
-    };
+    let (data, tokens_held) = core.snapshot(end, None, true, generated_at).await;
     metrics::gauge!("aggregator_active_tokens").set(data.len() as f64);
     metrics::gauge!("aggregator_tokens_held").set(tokens_held as f64);
     let n = data.len();
