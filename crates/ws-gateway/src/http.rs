@@ -30,7 +30,7 @@ const MAX_HEAD_BYTES: usize = 8 * 1024;
 const MAX_HEADERS: usize = 32;
 /// tungstenite's read buffer is allocated up front for every connection (128 KiB by
 /// default); client frames are small, and it grows for the rare large one.
-const READ_BUFFER_BYTES: usize = 2 * 1024;
+const READ_BUFFER_BYTES: usize = 512;
 /// Frames are gathered up to this many bytes before a write (a flush writes the rest).
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
@@ -285,17 +285,21 @@ async fn upgrade(mut stream: TcpStream, peer: std::net::SocketAddr, head: Head, 
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
         derive_accept_key(key.trim().as_bytes())
     );
-    if stream.write_all(response.as_bytes()).await.is_err() {
+    // The head (its token, origin, path) and the response are not needed for the
+    // connection's lifetime: free them now rather than carry them in every idle session.
+    let rest = {
+        let h = head;
+        h.rest
+    };
+    let written = stream.write_all(response.as_bytes()).await;
+    drop(response);
+    if written.is_err() {
         reject("handshake_failed");
         return;
     }
-    let ws = WebSocketStream::from_partially_read(
-        stream,
-        head.rest,
-        Role::Server,
-        Some(shared.ws_config),
-    )
-    .await;
+    let ws =
+        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(shared.ws_config))
+            .await;
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     counter!(m::CONNECTIONS_ACCEPTED).increment(1);
     gauge!(m::CONNECTIONS).increment(1.0);

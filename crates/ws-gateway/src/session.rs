@@ -190,7 +190,7 @@ where
                                     auth::EXPIRY_GRACE.as_secs()
                                 ),
                             );
-                            if self.reply(protocol::error(None, &e)).await.is_err() {
+                            if Box::pin(self.reply(protocol::error(None, &e))).await.is_err() {
                                 return End::Gone("write_error");
                             }
                         }
@@ -227,13 +227,15 @@ where
                     match msg {
                         None => return End::Gone("peer_gone"),
                         Some(Ok(Message::Text(text))) => {
-                            if let Some(end) = self.on_text(&text).await {
+                            // Boxed: request handling (subscriptions, replays) has large
+                            // futures that every idle connection would otherwise carry.
+                            if let Some(end) = Box::pin(self.on_text(&text)).await {
                                 return end;
                             }
                         }
                         Some(Ok(Message::Binary(_))) => {
                             let e = ClientError::bad_request("binary frames are not supported; send JSON text frames");
-                            if let Some(end) = self.refuse(None, &e).await {
+                            if let Some(end) = Box::pin(self.refuse(None, &e)).await {
                                 return end;
                             }
                         }
