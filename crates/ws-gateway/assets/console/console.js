@@ -365,7 +365,9 @@
 
   function onEvent(msg) {
     const channel = String(msg.channel || '');
-    if (typeof msg.offset === 'number') {
+    // Only channels held by name are tracked (they are what recovery can name); a wildcard
+    // would make this map grow with every token on the stream.
+    if (typeof msg.offset === 'number' && state.channels.has(channel)) {
       const last = state.lastOffset.get(channel);
       if (last !== undefined && msg.offset <= last) state.repeats += 1;
       else state.lastOffset.set(channel, msg.offset);
@@ -376,24 +378,18 @@
     state.catSec.set(cat, (state.catSec.get(cat) || 0) + 1);
     state.catTotal.set(cat, (state.catTotal.get(cat) || 0) + 1);
 
-    let data = '';
-    try {
-      data = msg.data === undefined ? '' : JSON.stringify(msg.data);
-    } catch (e) {
-      data = String(msg.data);
-    }
-    const row = {
+    // Serialising the data waits for the render: under a fast stream most events are
+    // replaced by newer ones before they could be shown.
+    state.incoming.push({
       channel: channel,
       event: String(msg.event || ''),
       timestamp: msg.timestamp,
       offset: typeof msg.offset === 'number' ? msg.offset : null,
       eventId: msg.eventId ? String(msg.eventId) : '',
-      data: data,
-    };
-    row.search = (row.channel + ' ' + row.event + ' ' + row.eventId + ' ' + row.data).toLowerCase();
-    state.incoming.push(row);
-    // Over a full table's worth pending means older ones could never be shown anyway.
-    if (state.incoming.length > MAX_ROWS) state.incoming.splice(0, state.incoming.length - MAX_ROWS);
+      raw: msg.data,
+    });
+    // Trimmed in batches (cheap per event); more than a table's worth could never be shown.
+    if (state.incoming.length > 2 * MAX_ROWS) state.incoming.splice(0, state.incoming.length - MAX_ROWS);
     if (state.renderTimer === null) state.renderTimer = setTimeout(flushRows, RENDER_MS);
   }
 
@@ -430,9 +426,20 @@
 
   function flushRows() {
     state.renderTimer = null;
-    const fresh = state.incoming;
+    const fresh = state.incoming.length > MAX_ROWS ? state.incoming.slice(-MAX_ROWS) : state.incoming;
     state.incoming = [];
     if (fresh.length === 0) return;
+    for (const row of fresh) {
+      let data = '';
+      try {
+        data = row.raw === undefined ? '' : JSON.stringify(row.raw);
+      } catch (e) {
+        data = String(row.raw);
+      }
+      row.data = data;
+      row.raw = undefined;
+      row.search = (row.channel + ' ' + row.event + ' ' + row.eventId + ' ' + data).toLowerCase();
+    }
     // fresh is oldest first; the table is newest first.
     fresh.reverse();
     state.rows = fresh.concat(state.rows);
