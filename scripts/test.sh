@@ -16,6 +16,9 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
+step "installing the browser for the console's end-to-end test"
+scripts/install-browser.sh || echo "browser install failed: the console browser test will report SKIPPED" >&2
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
