@@ -10,6 +10,7 @@ use odin_events::TokenAggregateData;
 use odin_service::{OutRecord, ProduceError, Producer};
 use serde::Serialize;
 use tracing::warn;
+use utoipa::ToSchema;
 
 /// Producer statistics since start.
 #[derive(Debug, Default)]
@@ -23,7 +24,7 @@ pub struct PublishStats {
 }
 
 /// What `/stats` shows of the producer.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct PublishStatsView {
     pub topic: String,
     pub messages_sent: u64,
@@ -42,7 +43,8 @@ pub struct Published {
     pub failed: Vec<Failed>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A record the broker did not acknowledge.
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct Failed {
     pub token: String,
     pub error: String,

@@ -146,6 +146,10 @@ async fn http_api_limits_errors_and_publish_now() {
     let huge_header = format!("X-Big: {}\r\n", "x".repeat(20 * 1024));
     let (c, b) = http(svc.addr, "GET", "/stats", "", &huge_header).await;
     json_error(c, &b, 431);
+    let (c, b) = http(svc.addr, "GET", "/openapi.json", "", "").await;
+    assert_eq!(c, 200, "{b}");
+    let doc: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert!(doc["paths"]["/publish"]["post"].is_object(), "{b}");
     let (c, b) = http(svc.addr, "GET", "/nope", "", "").await;
     json_error(c, &b, 404);
 
