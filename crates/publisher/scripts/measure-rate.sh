@@ -9,7 +9,8 @@ cd "$(dirname "$0")/../../.."
 RATES=("${@:-1 100 1000 10000 50000 75000 100000}")
 read -r -a RATES <<<"${RATES[*]}"
 WINDOW=${WINDOW:-10}
-WARMUP=${WARMUP:-3}
+# Half a second off the whole seconds so, at low rates, no event sits on a window edge.
+WARMUP=${WARMUP:-3.5}
 TANSU=${TANSU_BIN:-$HOME/.cache/odin-stream/tansu-0.6.0/bin/tansu}
 BIN=target/release/publisher
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
