@@ -28,8 +28,15 @@ async fn tick_at_or_after(client: &rskafka::client::Client, topic: &str, from: i
     let mut found = None;
     let deadline = std::time::Instant::now() + WAIT;
     while found.is_none() {
-        assert!(std::time::Instant::now() < deadline, "no tick ≥ {from} on {topic}");
-        found = read_ticks(client, topic).await.range(from..).next().map(|(t, _)| *t);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no tick ≥ {from} on {topic}"
+        );
+        found = read_ticks(client, topic)
+            .await
+            .range(from..)
+            .next()
+            .map(|(t, _)| *t);
         if found.is_none() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -51,7 +58,10 @@ async fn wait_tick(
                 return t;
             }
         }
-        assert!(std::time::Instant::now() < deadline, "tick {end} on {topic} incomplete");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tick {end} on {topic} incomplete"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -64,9 +74,18 @@ async fn broker_killed_and_restarted_loses_nothing_acknowledged() {
     let (prefix, names) = fresh_names();
     create_topics(&broker, &names, 2).await;
     let addr = broker.addr().to_owned();
-    let publisher = start_publisher("publisher", &addr, &prefix, &names, &dir).await;
+    let plain = uncompressed();
+    let publisher = start_publisher("publisher", &addr, &prefix, &names, &dir, &plain).await;
     let gateway = start_gateway("gateway", &addr, &prefix, &dir).await;
-    let aggregator = start_aggregator("aggregator", &addr, &names, &names.aggregate_info, &dir).await;
+    let aggregator = start_aggregator(
+        "aggregator",
+        &addr,
+        &names,
+        &names.aggregate_info,
+        &dir,
+        &plain,
+    )
+    .await;
     let url = vec![gw_url(&gateway)];
     let clients = vec![
         WsClient::start(url.clone(), &["BTC.trade", "ETH.trade"]),
@@ -105,8 +124,15 @@ async fn broker_killed_and_restarted_loses_nothing_acknowledged() {
         .iter()
         .filter(|p| matches!(p.outcome, Outcome::NoAnswer(_)))
         .collect();
-    assert!(no_answer.is_empty(), "requests without an answer: {:?}", &no_answer[..no_answer.len().min(3)]);
-    let failed = posted.iter().filter(|p| matches!(p.outcome, Outcome::Failed(_))).count();
+    assert!(
+        no_answer.is_empty(),
+        "requests without an answer: {:?}",
+        &no_answer[..no_answer.len().min(3)]
+    );
+    let failed = posted
+        .iter()
+        .filter(|p| matches!(p.outcome, Outcome::Failed(_)))
+        .count();
     assert!(failed > 0);
 
     // Every acknowledged event is in the broker exactly where and as acknowledged.
@@ -126,8 +152,15 @@ async fn broker_killed_and_restarted_loses_nothing_acknowledged() {
 
     // Every acknowledged trade was mirrored to trade-info.
     let trades = read_trades(&kafka, &names.trade_info).await;
-    for p in posted.iter().filter(|p| is_acked(&p.outcome) && p.event_type == odin_events::EventType::TradeExecuted) {
-        assert!(trades.iter().any(|t| t.trade.tx_hash == p.tag), "trade {} not in trade-info", p.tag);
+    for p in posted
+        .iter()
+        .filter(|p| is_acked(&p.outcome) && p.event_type == odin_events::EventType::TradeExecuted)
+    {
+        assert!(
+            trades.iter().any(|t| t.trade.tx_hash == p.tag),
+            "trade {} not in trade-info",
+            p.tag
+        );
     }
 
     // Every client received every stored event of its channels, in order, once.
@@ -145,7 +178,15 @@ async fn broker_killed_and_restarted_loses_nothing_acknowledged() {
     // The aggregator's ticks after the fault equal the reference over trade-info and a
     // fresh aggregator's (one that never saw the fault and replays the log).
     let fresh_topic = format!("{prefix}aggregate-fresh");
-    let fresh = start_aggregator("aggregator-fresh", &addr, &names, &fresh_topic, &dir).await;
+    let fresh = start_aggregator(
+        "aggregator-fresh",
+        &addr,
+        &names,
+        &fresh_topic,
+        &dir,
+        &plain,
+    )
+    .await;
     let end = tick_at_or_after(&kafka, &fresh_topic, done_at + 1_000).await;
     let want = expected_tick(&trades, end);
     let got_fresh = wait_tick(&kafka, &fresh_topic, end, want.len()).await;
@@ -172,7 +213,7 @@ async fn gateway_sigterm_clients_reconnect_elsewhere_and_miss_nothing() {
     let (prefix, names) = fresh_names();
     create_topics(broker, &names, 2).await;
     let addr = broker.addr().to_owned();
-    let publisher = start_publisher("publisher", &addr, &prefix, &names, &dir).await;
+    let publisher = start_publisher("publisher", &addr, &prefix, &names, &dir, &[]).await;
     let mut gw_a = start_gateway("gateway-a", &addr, &prefix, &dir).await;
     let gw_b = start_gateway("gateway-b", &addr, &prefix, &dir).await;
     let urls = vec![gw_url(&gw_a), gw_url(&gw_b)];
@@ -182,7 +223,10 @@ async fn gateway_sigterm_clients_reconnect_elsewhere_and_miss_nothing() {
         &["SOL.trade"],
         &["ETH.trade", "SOL.trade", "BTC.community"],
     ];
-    let clients: Vec<WsClient> = channel_sets.iter().map(|c| WsClient::start(urls.clone(), c)).collect();
+    let clients: Vec<WsClient> = channel_sets
+        .iter()
+        .map(|c| WsClient::start(urls.clone(), c))
+        .collect();
     all_subscribed(&clients).await;
 
     let posters = Posters::start(&publisher.base(), 2, 10, Duration::from_millis(10));
@@ -190,17 +234,24 @@ async fn gateway_sigterm_clients_reconnect_elsewhere_and_miss_nothing() {
     eventually(WAIT, "every client saw every channel", || {
         let ok = clients.iter().all(|c| {
             let s = c.seen.lock().unwrap();
-            c.channels.iter().all(|ch| s.events.get(ch).is_some_and(|v| !v.is_empty()))
+            c.channels
+                .iter()
+                .all(|ch| s.events.get(ch).is_some_and(|v| !v.is_empty()))
         });
         async move { ok }
     })
     .await;
 
     gw_a.sigterm();
-    let status = gw_a.wait_exit(WAIT).await.expect("gateway A exits after SIGTERM");
+    let status = gw_a
+        .wait_exit(WAIT)
+        .await
+        .expect("gateway A exits after SIGTERM");
     assert!(status.success(), "gateway A exit: {status:?}");
     eventually(WAIT, "every client reconnected to gateway B", || {
-        let ok = clients.iter().all(|c| c.seen.lock().unwrap().connections >= 2);
+        let ok = clients
+            .iter()
+            .all(|c| c.seen.lock().unwrap().connections >= 2);
         async move { ok }
     })
     .await;
@@ -211,7 +262,10 @@ async fn gateway_sigterm_clients_reconnect_elsewhere_and_miss_nothing() {
     })
     .await;
     let posted = posters.finish().await;
-    assert!(posted.iter().all(|p| is_acked(&p.outcome)), "the broker was up: every event acknowledged");
+    assert!(
+        posted.iter().all(|p| is_acked(&p.outcome)),
+        "the broker was up: every event acknowledged"
+    );
 
     let kafka = broker.client().await.unwrap();
     let stored = read_events(&kafka, &names).await;
@@ -221,7 +275,12 @@ async fn gateway_sigterm_clients_reconnect_elsewhere_and_miss_nothing() {
     for (i, c) in clients.into_iter().enumerate() {
         let channels = c.channels.clone();
         let seen = c.stop().await;
-        assert_eq!(seen.close_codes.first(), Some(&1001), "client {i}: {:?}", seen.close_codes);
+        assert_eq!(
+            seen.close_codes.first(),
+            Some(&1001),
+            "client {i}: {:?}",
+            seen.close_codes
+        );
         assert_eq!(seen.connections, 2, "client {i}");
         // The reconnect asked to recover every channel, and each recovery was complete.
         let rec = &seen.recoveries[0];
@@ -265,7 +324,15 @@ async fn aggregator_sigkill_mid_tick_neither_double_counts_nor_loses() {
     let (_prefix, names) = fresh_names();
     create_topics(broker, &names, 2).await;
     let addr = broker.addr().to_owned();
-    let mut agg = start_aggregator("aggregator", &addr, &names, &names.aggregate_info, &dir).await;
+    let mut agg = start_aggregator(
+        "aggregator",
+        &addr,
+        &names,
+        &names.aggregate_info,
+        &dir,
+        &[],
+    )
+    .await;
 
     // A writer appends trades (event time = now) to trade-info until told to stop.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -278,12 +345,23 @@ async fn aggregator_sigkill_mid_tick_neither_double_counts_nor_loses() {
             let mut pcs = Vec::new();
             for tok in tokens {
                 let p = odin_events::partition_for_key(tok.as_bytes(), 2);
-                pcs.push(kafka.partition_client(topic.clone(), p, UnknownTopicHandling::Error).await.unwrap());
+                pcs.push(
+                    kafka
+                        .partition_client(topic.clone(), p, UnknownTopicHandling::Error)
+                        .await
+                        .unwrap(),
+                );
             }
             let mut seq = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let i = (seq % 4) as usize;
-                pcs[i].produce(vec![trade_record(tokens[i], seq, now_ms())], Compression::NoCompression).await.unwrap();
+                pcs[i]
+                    .produce(
+                        vec![trade_record(tokens[i], seq, now_ms())],
+                        Compression::NoCompression,
+                    )
+                    .await
+                    .unwrap();
                 seq += 1;
                 // Pacing of the load (~200 trades/s), not synchronisation.
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -297,10 +375,21 @@ async fn aggregator_sigkill_mid_tick_neither_double_counts_nor_loses() {
 
     // Kill it just after a tick falls due, while it computes and produces that tick.
     let next_tick = (now_ms() / 1_000 + 1) * 1_000;
-    tokio::time::sleep(Duration::from_millis((next_tick - now_ms() + 30).max(0) as u64)).await;
+    tokio::time::sleep(Duration::from_millis(
+        (next_tick - now_ms() + 30).max(0) as u64
+    ))
+    .await;
     agg.sigkill();
     let killed_at = now_ms();
-    let agg2 = start_aggregator("aggregator-restarted", &addr, &names, &names.aggregate_info, &dir).await;
+    let agg2 = start_aggregator(
+        "aggregator-restarted",
+        &addr,
+        &names,
+        &names.aggregate_info,
+        &dir,
+        &[],
+    )
+    .await;
     // Trades keep arriving for a while after the restart.
     tick_at_or_after(&kafka, &names.aggregate_info, now_ms() + 1_000).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -333,7 +422,7 @@ async fn publisher_sigkill_mid_batch_reports_nothing_the_broker_lacks() {
     let (prefix, names) = fresh_names();
     create_topics(broker, &names, 2).await;
     let addr = broker.addr().to_owned();
-    let mut publisher = start_publisher("publisher", &addr, &prefix, &names, &dir).await;
+    let mut publisher = start_publisher("publisher", &addr, &prefix, &names, &dir, &[]).await;
 
     let posters = Posters::start(&publisher.base(), 3, 200, Duration::ZERO);
     eventually(WAIT, "batches acknowledged", || {
@@ -352,12 +441,24 @@ async fn publisher_sigkill_mid_batch_reports_nothing_the_broker_lacks() {
     let kafka = broker.client().await.unwrap();
     let stored = read_events(&kafka, &names).await;
     let acked = check_acked_stored(&posted, &names, &stored);
-    let cut = posted.iter().filter(|p| matches!(p.outcome, Outcome::NoAnswer(_))).count();
+    let cut = posted
+        .iter()
+        .filter(|p| matches!(p.outcome, Outcome::NoAnswer(_)))
+        .count();
     let trades = read_trades(&kafka, &names.trade_info).await;
-    for p in posted.iter().filter(|p| is_acked(&p.outcome) && p.event_type == odin_events::EventType::TradeExecuted) {
-        assert!(trades.iter().any(|t| t.trade.tx_hash == p.tag), "trade {} not mirrored", p.tag);
+    for p in posted
+        .iter()
+        .filter(|p| is_acked(&p.outcome) && p.event_type == odin_events::EventType::TradeExecuted)
+    {
+        assert!(
+            trades.iter().any(|t| t.trade.tx_hash == p.tag),
+            "trade {} not mirrored",
+            p.tag
+        );
     }
-    eprintln!("publisher SIGKILL: {acked} acknowledged and all stored; {cut} events without an answer");
+    eprintln!(
+        "publisher SIGKILL: {acked} acknowledged and all stored; {cut} events without an answer"
+    );
     drop(publisher);
     let _ = std::fs::remove_dir_all(&dir);
 }

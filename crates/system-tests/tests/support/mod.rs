@@ -84,6 +84,16 @@ pub fn fresh_names() -> (String, TopicNames) {
     (prefix, names)
 }
 
+/// Environment for services producing to a persistent (sqlite) tansu: its sqlite engine
+/// cannot serve snappy batches back (fetch fails with `UnexpectedType("Snappy")` and the
+/// broker drops the connection), so nothing is compressed there.
+pub fn uncompressed() -> Vec<(&'static str, String)> {
+    vec![
+        ("KAFKA_COMPRESSION", "none".into()),
+        ("AGGREGATE_COMPRESSION", "none".into()),
+    ]
+}
+
 /// Creates every topic the services of one test use, with few partitions (each partition is
 /// a fetch loop in every consumer).
 pub async fn create_topics(broker: &Broker, names: &TopicNames, partitions: i32) {
@@ -126,7 +136,13 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin` with `env` (and nothing inherited that could point it elsewhere), its
     /// stdout and stderr in `<dir>/<name>.log`.
-    pub fn spawn(name: &str, bin_name: &str, port: u16, dir: &Path, env: &[(&str, String)]) -> Self {
+    pub fn spawn(
+        name: &str,
+        bin_name: &str,
+        port: u16,
+        dir: &Path,
+        env: &[(&str, String)],
+    ) -> Self {
         let log = dir.join(format!("{name}.log"));
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -253,7 +269,14 @@ fn kafka_env(broker: &str) -> Vec<(&'static str, String)> {
 }
 
 /// The publisher on a free port over the topics of `names` (created beforehand).
-pub async fn start_publisher(name: &str, broker: &str, prefix: &str, names: &TopicNames, dir: &Path) -> Proc {
+pub async fn start_publisher(
+    name: &str,
+    broker: &str,
+    prefix: &str,
+    names: &TopicNames,
+    dir: &Path,
+    extra: &[(&str, String)],
+) -> Proc {
     let port = testkit::free_port().unwrap();
     let mut env = kafka_env(broker);
     env.extend([
@@ -264,6 +287,7 @@ pub async fn start_publisher(name: &str, broker: &str, prefix: &str, names: &Top
         ("PUBLISHER_LINGER_MS", "2".into()),
         ("SHUTDOWN_GRACE", "3s".into()),
     ]);
+    env.extend_from_slice(extra);
     let p = Proc::spawn(name, "publisher", port, dir, &env);
     wait_health(&p, "/health").await;
     p
@@ -292,7 +316,14 @@ pub fn gw_url(p: &Proc) -> String {
 }
 
 /// An aggregator on a free port with a 1 s tick and 1min/5min windows.
-pub async fn start_aggregator(name: &str, broker: &str, names: &TopicNames, output: &str, dir: &Path) -> Proc {
+pub async fn start_aggregator(
+    name: &str,
+    broker: &str,
+    names: &TopicNames,
+    output: &str,
+    dir: &Path,
+    extra: &[(&str, String)],
+) -> Proc {
     let port = testkit::free_port().unwrap();
     let mut env = kafka_env(broker);
     env.extend([
@@ -305,14 +336,13 @@ pub async fn start_aggregator(name: &str, broker: &str, names: &TopicNames, outp
         ("AGGREGATE_BATCH_LINGER", "10ms".into()),
         ("AGGREGATOR_SHUTDOWN_GRACE", "3s".into()),
     ]);
+    env.extend_from_slice(extra);
     let p = Proc::spawn(name, "aggregator", port, dir, &env);
     let http = http();
     let url = format!("{}/health", p.base());
     eventually(WAIT, &format!("{name} replayed its input"), || {
         let (http, url) = (http.clone(), url.clone());
-        async move {
-            matches!(get_json(&http, &url).await, Some((200, v)) if v["status"] == "ok")
-        }
+        async move { matches!(get_json(&http, &url).await, Some((200, v)) if v["status"] == "ok") }
     })
     .await;
     p
@@ -339,7 +369,11 @@ pub async fn wait_health(p: &Proc, path: &str) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Acknowledged: event id, partition, offset.
-    Acked { event_id: String, partition: i32, offset: i64 },
+    Acked {
+        event_id: String,
+        partition: i32,
+        offset: i64,
+    },
     /// Reported as not published (503 `failed`).
     Failed(String),
     /// The request itself failed (connection reset, publisher killed): no answer.
@@ -382,7 +416,11 @@ pub fn batch(poster: usize, seq: &AtomicU64, n: usize) -> Vec<(String, EventType
 }
 
 /// POSTs one batch and records the outcome of each of its events.
-pub async fn post_batch(http: &reqwest::Client, base: &str, events: Vec<(String, EventType, String, Value)>) -> Vec<Posted> {
+pub async fn post_batch(
+    http: &reqwest::Client,
+    base: &str,
+    events: Vec<(String, EventType, String, Value)>,
+) -> Vec<Posted> {
     let bodies: Vec<Value> = events.iter().map(|e| e.3.clone()).collect();
     let res = http
         .post(format!("{base}/events"))
@@ -420,7 +458,9 @@ pub async fn post_batch(http: &reqwest::Client, base: &str, events: Vec<(String,
                         };
                     }
                 }
-                (_, Err(e)) => outcomes.resize(events.len(), Outcome::NoAnswer(format!("{status}: {e}"))),
+                (_, Err(e)) => {
+                    outcomes.resize(events.len(), Outcome::NoAnswer(format!("{status}: {e}")))
+                }
                 (s, Ok(v)) => panic!("POST /events answered {s}: {v}"),
             }
         }
@@ -452,12 +492,15 @@ impl Posters {
         let seq = Arc::new(AtomicU64::new(0));
         let tasks = (0..n)
             .map(|i| {
-                let (stop, log, seq, base) = (stop.clone(), log.clone(), seq.clone(), base.to_owned());
+                let (stop, log, seq, base) =
+                    (stop.clone(), log.clone(), seq.clone(), base.to_owned());
                 tokio::spawn(async move {
                     let http = http();
                     while !stop.load(Ordering::Relaxed) {
                         let out = post_batch(&http, &base, batch(i, &seq, size)).await;
-                        let no_answer = out.iter().any(|p| matches!(p.outcome, Outcome::NoAnswer(_)));
+                        let no_answer = out
+                            .iter()
+                            .any(|p| matches!(p.outcome, Outcome::NoAnswer(_)));
                         log.lock().unwrap().extend(out);
                         // A dead publisher refuses connections at once: do not spin.
                         if no_answer {
@@ -472,13 +515,21 @@ impl Posters {
     }
 
     pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
-        self.log.lock().unwrap().iter().filter(|p| f(&p.outcome)).count()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| f(&p.outcome))
+            .count()
     }
 
     pub async fn finish(self) -> Vec<Posted> {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
-            tokio::time::timeout(WAIT, t).await.expect("poster stops").unwrap();
+            tokio::time::timeout(WAIT, t)
+                .await
+                .expect("poster stops")
+                .unwrap();
         }
         Arc::try_unwrap(self.log).unwrap().into_inner().unwrap()
     }
@@ -504,7 +555,9 @@ pub struct Stored {
 /// Every record of every partition of `topic`, in offset order per partition.
 pub async fn read_topic(client: &Client, topic: &str) -> Vec<Stored> {
     let counts = odin_service::kafka::partition_counts(client).await.unwrap();
-    let parts = *counts.get(topic).unwrap_or_else(|| panic!("topic {topic} missing"));
+    let parts = *counts
+        .get(topic)
+        .unwrap_or_else(|| panic!("topic {topic} missing"));
     let mut out = Vec::new();
     for p in 0..parts {
         let pc = client
@@ -536,7 +589,10 @@ pub async fn read_topic(client: &Client, topic: &str) -> Vec<Stored> {
 }
 
 /// Every event record of the event topics of `names`, by (topic, partition, offset).
-pub async fn read_events(client: &Client, names: &TopicNames) -> BTreeMap<(String, i32, i64), Stored> {
+pub async fn read_events(
+    client: &Client,
+    names: &TopicNames,
+) -> BTreeMap<(String, i32, i64), Stored> {
     let mut m = BTreeMap::new();
     for t in names.event_topics() {
         for s in read_topic(client, t).await {
@@ -561,16 +617,33 @@ pub fn ids_of(s: &Stored) -> (String, String) {
 
 /// Checks that every acknowledged event is in the broker exactly where and as it was
 /// acknowledged; returns how many were checked.
-pub fn check_acked_stored(posted: &[Posted], names: &TopicNames, stored: &BTreeMap<(String, i32, i64), Stored>) -> usize {
+pub fn check_acked_stored(
+    posted: &[Posted],
+    names: &TopicNames,
+    stored: &BTreeMap<(String, i32, i64), Stored>,
+) -> usize {
     let mut n = 0;
     for p in posted {
-        if let Outcome::Acked { event_id, partition, offset } = &p.outcome {
+        if let Outcome::Acked {
+            event_id,
+            partition,
+            offset,
+        } = &p.outcome
+        {
             let topic = names.topic_for(p.event_type).to_owned();
-            let s = stored.get(&(topic.clone(), *partition, *offset)).unwrap_or_else(|| {
-                panic!("acknowledged event {} ({event_id}) not at {topic}/{partition}/{offset}", p.tag)
-            });
+            let s = stored
+                .get(&(topic.clone(), *partition, *offset))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "acknowledged event {} ({event_id}) not at {topic}/{partition}/{offset}",
+                        p.tag
+                    )
+                });
             let (id, tag) = ids_of(s);
-            assert_eq!(&id, event_id, "{topic}/{partition}/{offset} holds another event");
+            assert_eq!(
+                &id, event_id,
+                "{topic}/{partition}/{offset} holds another event"
+            );
             assert_eq!(tag, p.tag, "{topic}/{partition}/{offset} holds other data");
             assert_eq!(s.key.as_deref(), Some(p.token.as_bytes()));
             n += 1;
@@ -580,7 +653,11 @@ pub fn check_acked_stored(posted: &[Posted], names: &TopicNames, stored: &BTreeM
 }
 
 /// The stored events of one channel (`TOKEN.category`), in offset order: (offset, event id).
-pub fn channel_log(stored: &BTreeMap<(String, i32, i64), Stored>, names: &TopicNames, channel: &str) -> Vec<(i64, String)> {
+pub fn channel_log(
+    stored: &BTreeMap<(String, i32, i64), Stored>,
+    names: &TopicNames,
+    channel: &str,
+) -> Vec<(i64, String)> {
     let (token, cat) = channel.split_once('.').unwrap();
     let mut out: Vec<(i64, String)> = stored
         .values()
@@ -630,8 +707,18 @@ impl WsClient {
         let channels: Vec<String> = channels.iter().map(|c| (*c).to_owned()).collect();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(client_loop(urls, channels.clone(), seen.clone(), stop.clone()));
-        Self { channels, seen, stop, task }
+        let task = tokio::spawn(client_loop(
+            urls,
+            channels.clone(),
+            seen.clone(),
+            stop.clone(),
+        ));
+        Self {
+            channels,
+            seen,
+            stop,
+            task,
+        }
     }
 
     pub fn subscribed(&self) -> bool {
@@ -640,17 +727,30 @@ impl WsClient {
 
     pub async fn stop(self) -> Seen {
         self.stop.store(true, Ordering::Relaxed);
-        tokio::time::timeout(WAIT, self.task).await.expect("client stops").unwrap();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("client stops")
+            .unwrap();
         Arc::try_unwrap(self.seen).unwrap().into_inner().unwrap()
     }
 }
 
-async fn client_loop(urls: Vec<String>, channels: Vec<String>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
+async fn client_loop(
+    urls: Vec<String>,
+    channels: Vec<String>,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+) {
     let mut at = 0usize;
     let mut first = true;
     while !stop.load(Ordering::Relaxed) {
         let url = &urls[at % urls.len()];
-        let ws = match tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url)).await {
+        let ws = match tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        {
             Ok(Ok((ws, _))) => ws,
             _ => {
                 at += 1;
@@ -666,12 +766,21 @@ async fn client_loop(urls: Vec<String>, channels: Vec<String>, seen: Arc<Mutex<S
                 let s = seen.lock().unwrap();
                 channels
                     .iter()
-                    .map(|c| (c.clone(), s.events.get(c).and_then(|v| v.last()).map_or(-1, |e| e.0)))
+                    .map(|c| {
+                        (
+                            c.clone(),
+                            s.events.get(c).and_then(|v| v.last()).map_or(-1, |e| e.0),
+                        )
+                    })
                     .collect()
             };
             sub["recover"] = json!(last);
         }
-        if tx.send(Message::Text(sub.to_string().into())).await.is_err() {
+        if tx
+            .send(Message::Text(sub.to_string().into()))
+            .await
+            .is_err()
+        {
             continue;
         }
         seen.lock().unwrap().connections += 1;
@@ -722,7 +831,13 @@ async fn client_loop(urls: Vec<String>, channels: Vec<String>, seen: Arc<Mutex<S
 
 /// Checks a client's per-channel sequences against the broker: exactly the channel's stored
 /// events, in offset order, none twice.
-pub fn check_client(i: usize, c: &Seen, channels: &[String], stored: &BTreeMap<(String, i32, i64), Stored>, names: &TopicNames) -> usize {
+pub fn check_client(
+    i: usize,
+    c: &Seen,
+    channels: &[String],
+    stored: &BTreeMap<(String, i32, i64), Stored>,
+    names: &TopicNames,
+) -> usize {
     let mut n = 0;
     for ch in channels {
         let want = channel_log(stored, names, ch);
@@ -733,7 +848,10 @@ pub fn check_client(i: usize, c: &Seen, channels: &[String], stored: &BTreeMap<(
         }
         let dups: Vec<_> = dup.iter().filter(|(_, n)| **n > 1).collect();
         assert!(dups.is_empty(), "client {i} {ch}: duplicates {dups:?}");
-        assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "client {i} {ch}: out of order");
+        assert!(
+            got.windows(2).all(|w| w[0].0 < w[1].0),
+            "client {i} {ch}: out of order"
+        );
         if got != want {
             let missing: Vec<_> = want.iter().filter(|w| !got.contains(w)).take(5).collect();
             panic!(
@@ -752,18 +870,27 @@ pub async fn wait_clients_caught_up(clients: &[WsClient], client: &Client, names
     let stored = read_events(client, names).await;
     let want: Vec<Vec<usize>> = clients
         .iter()
-        .map(|c| c.channels.iter().map(|ch| channel_log(&stored, names, ch).len()).collect())
-        .collect();
-    eventually(WAIT, "every client received every stored event of its channels", || {
-        let ok = clients.iter().zip(&want).all(|(c, w)| {
-            let s = c.seen.lock().unwrap();
+        .map(|c| {
             c.channels
                 .iter()
-                .zip(w)
-                .all(|(ch, n)| s.events.get(ch).map_or(0, Vec::len) >= *n)
-        });
-        async move { ok }
-    })
+                .map(|ch| channel_log(&stored, names, ch).len())
+                .collect()
+        })
+        .collect();
+    eventually(
+        WAIT,
+        "every client received every stored event of its channels",
+        || {
+            let ok = clients.iter().zip(&want).all(|(c, w)| {
+                let s = c.seen.lock().unwrap();
+                c.channels
+                    .iter()
+                    .zip(w)
+                    .all(|(ch, n)| s.events.get(ch).map_or(0, Vec::len) >= *n)
+            });
+            async move { ok }
+        },
+    )
     .await;
 }
 
@@ -802,7 +929,8 @@ pub async fn read_ticks(client: &Client, topic: &str) -> Ticks {
         let mut by_window = BTreeMap::new();
         let mut end = None;
         for it in items {
-            let ts = chrono::DateTime::parse_from_rfc3339(it["timestamp"].as_str().unwrap()).unwrap();
+            let ts =
+                chrono::DateTime::parse_from_rfc3339(it["timestamp"].as_str().unwrap()).unwrap();
             end = Some(ts.timestamp_millis());
             by_window.insert(it["time_window"].as_str().unwrap().to_owned(), it.clone());
         }
@@ -815,7 +943,10 @@ pub async fn read_ticks(client: &Client, topic: &str) -> Ticks {
 
 /// The reference: per token, per window, the aggregate of the trades with
 /// end − W < t ≤ end; open/close by (t, log position). Computed here, not by the service.
-pub fn expected_tick(trades: &[LoggedTrade], end: i64) -> BTreeMap<String, BTreeMap<String, Value>> {
+pub fn expected_tick(
+    trades: &[LoggedTrade],
+    end: i64,
+) -> BTreeMap<String, BTreeMap<String, Value>> {
     use rust_decimal::Decimal;
     let mut out: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
     for (name, w) in WINDOWS.iter().zip(WINDOW_MS) {
@@ -858,7 +989,11 @@ pub fn expected_tick(trades: &[LoggedTrade], end: i64) -> BTreeMap<String, BTree
 
 /// Compares one published tick with the reference: same tokens, same windows, equal counts,
 /// decimal sums and prices (decimals compared as numbers, so `1.50` equals `1.5`).
-pub fn check_tick(what: &str, got: &BTreeMap<String, BTreeMap<String, Value>>, want: &BTreeMap<String, BTreeMap<String, Value>>) {
+pub fn check_tick(
+    what: &str,
+    got: &BTreeMap<String, BTreeMap<String, Value>>,
+    want: &BTreeMap<String, BTreeMap<String, Value>>,
+) {
     use rust_decimal::Decimal;
     let dec = |v: &Value| -> Decimal {
         match v {
@@ -873,14 +1008,29 @@ pub fn check_tick(what: &str, got: &BTreeMap<String, BTreeMap<String, Value>>, w
     );
     for (token, windows) in want {
         let g = &got[token];
-        assert_eq!(g.keys().collect::<Vec<_>>(), windows.keys().collect::<Vec<_>>(), "{what} {token}: windows");
+        assert_eq!(
+            g.keys().collect::<Vec<_>>(),
+            windows.keys().collect::<Vec<_>>(),
+            "{what} {token}: windows"
+        );
         for (w, exp) in windows {
             let item = &g[w];
             for f in ["buy_count", "sell_count", "total_trades"] {
                 assert_eq!(item[f], exp[f], "{what} {token} {w} {f}: got {item}");
             }
-            for f in ["buy_volume", "sell_volume", "total_volume", "volume_usd", "open_price", "close_price"] {
-                assert_eq!(dec(&item[f]), dec(&exp[f]), "{what} {token} {w} {f}: got {item}");
+            for f in [
+                "buy_volume",
+                "sell_volume",
+                "total_volume",
+                "volume_usd",
+                "open_price",
+                "close_price",
+            ] {
+                assert_eq!(
+                    dec(&item[f]),
+                    dec(&exp[f]),
+                    "{what} {token} {w} {f}: got {item}"
+                );
             }
         }
     }
