@@ -137,7 +137,7 @@ pub struct Config {
     pub gateway_pid: Option<u32>,
 
     /// Print the report as one JSON line on stdout (the text report goes to stderr).
-    #[arg(long, env = "LOADTEST_JSON")]
+    #[arg(long, env = "LOADTEST_JSON", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_value = "false", default_missing_value = "true")]
     pub json: bool,
 
     /// Create every Odin topic on the brokers, then exit.
@@ -265,6 +265,17 @@ mod tests {
         assert_eq!(c.target, 1000);
         assert_eq!(c.tokens, ["BTC", "ETH", "SOL"]);
         assert_eq!(c.ramp_cap(), Duration::from_secs(130));
+    }
+
+    #[test]
+    fn json_flag_takes_no_value_and_env_style_booleans() {
+        let c = Config::try_parse_from(["loadtest", "--json"]).unwrap();
+        assert!(c.json);
+        let c = Config::try_parse_from(["loadtest", "--json", "1"]).unwrap();
+        assert!(c.json);
+        let c = Config::try_parse_from(["loadtest", "--json=no"]).unwrap();
+        assert!(!c.json);
+        assert!(!Config::try_parse_from(["loadtest"]).unwrap().json);
     }
 
     #[test]
