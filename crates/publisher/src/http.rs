@@ -18,6 +18,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tower_http::cors::CorsLayer;
 use tracing::{info, warn};
+use utoipa::OpenApi;
+
+#[allow(unused_imports)] // used by the OpenAPI annotations
+use crate::openapi::{
+    AckedEvent, BadEventBody, ControlIn, ErrorBody, EventBatch, EventIn, FailedEvent, HealthBody,
+    Published, RateIn, Refused, SimAnswer, StartIn, StatsBody, StatusBody, Unavailable,
+};
 
 use crate::ingest::{self, IngestError};
 use crate::publish::Sink;
@@ -61,7 +68,8 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(get_health))
         .route("/status", get(get_status))
         .route("/stats", get(get_stats))
-        .route("/metrics", get(odin_service::http::metrics))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
         .merge(mutating)
         .fallback(odin_service::http::not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -73,6 +81,62 @@ pub fn app(state: AppState) -> Router {
         .layer(CorsLayer::permissive())
         .with_state(state)
 }
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+))]
+async fn metrics() -> Response {
+    odin_service::http::metrics().await
+}
+
+/// The OpenAPI 3 document of this API.
+#[utoipa::path(get, path = "/openapi.json", responses(
+    (status = 200, description = "OpenAPI 3 document", body = Object),
+))]
+async fn openapi_json() -> Response {
+    Json(ApiDoc::openapi()).into_response()
+}
+
+/// The OpenAPI document of this API, generated from the handlers' annotations.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Odin Stream publisher",
+        description = "Ingestion API for the backend and an event simulator."
+    ),
+    paths(
+        post_events,
+        post_start,
+        post_stop,
+        post_rate,
+        post_control,
+        get_status,
+        get_stats,
+        get_health,
+        metrics,
+        openapi_json
+    ),
+    components(schemas(
+        ErrorBody,
+        EventIn,
+        EventBatch,
+        Published,
+        BadEventBody,
+        Refused,
+        AckedEvent,
+        FailedEvent,
+        Unavailable,
+        StartIn,
+        RateIn,
+        ControlIn,
+        SimAnswer,
+        StatusBody,
+        StatsBody,
+        HealthBody
+    ))
+)]
+pub struct ApiDoc;
 
 async fn method_not_allowed(req: Request) -> Response {
     json_error(
@@ -172,6 +236,17 @@ fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError>
     })
 }
 
+/// Validates, produces and acknowledges one event or a batch.
+#[utoipa::path(post, path = "/events",
+    request_body(content = EventBatch, description = "one EventIn, or {\"events\": [EventIn]}", content_type = "application/json"),
+    responses(
+        (status = 200, description = "every record acknowledged", body = Published),
+        (status = 400, description = "invalid body or events; nothing produced", body = Refused),
+        (status = 401, description = "API key missing or wrong (when PUBLISHER_API_KEY is set)", body = ErrorBody),
+        (status = 413, description = "body over PUBLISHER_MAX_BODY_BYTES", body = ErrorBody),
+        (status = 431, description = "headers over PUBLISHER_MAX_HEADER_BYTES", body = ErrorBody),
+        (status = 503, description = "broker unavailable, topic missing or produce failed", body = Unavailable),
+    ))]
 async fn post_events(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -364,6 +439,14 @@ async fn stop(state: &AppState) -> Response {
     .into_response()
 }
 
+/// Starts (or retargets) the simulator.
+#[utoipa::path(post, path = "/start", request_body(content = StartIn, content_type = "application/json"), responses(
+        (status = 200, description = "done", body = SimAnswer),
+        (status = 400, description = "invalid parameters", body = ErrorBody),
+        (status = 401, description = "API key missing or wrong (when PUBLISHER_API_KEY is set)", body = ErrorBody),
+        (status = 413, description = "body over PUBLISHER_MAX_BODY_BYTES", body = ErrorBody),
+        (status = 431, description = "headers over PUBLISHER_MAX_HEADER_BYTES", body = ErrorBody),
+))]
 async fn post_start(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -375,6 +458,14 @@ async fn post_start(
     start(&state, req.rate, req.token_ids, "rate").await
 }
 
+/// Stops the simulator once what it queued is settled.
+#[utoipa::path(post, path = "/stop", responses(
+        (status = 200, description = "done", body = SimAnswer),
+        (status = 400, description = "invalid parameters", body = ErrorBody),
+        (status = 401, description = "API key missing or wrong (when PUBLISHER_API_KEY is set)", body = ErrorBody),
+        (status = 413, description = "body over PUBLISHER_MAX_BODY_BYTES", body = ErrorBody),
+        (status = 431, description = "headers over PUBLISHER_MAX_HEADER_BYTES", body = ErrorBody),
+))]
 async fn post_stop(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
     if let Err(r) = body_or_error(body) {
         return r.into_response();
@@ -382,6 +473,14 @@ async fn post_stop(State(state): State<AppState>, body: Result<Bytes, BytesRejec
     stop(&state).await
 }
 
+/// Changes the simulator rate.
+#[utoipa::path(post, path = "/rate", request_body(content = RateIn, content_type = "application/json"), responses(
+        (status = 200, description = "done", body = SimAnswer),
+        (status = 400, description = "invalid parameters", body = ErrorBody),
+        (status = 401, description = "API key missing or wrong (when PUBLISHER_API_KEY is set)", body = ErrorBody),
+        (status = 413, description = "body over PUBLISHER_MAX_BODY_BYTES", body = ErrorBody),
+        (status = 431, description = "headers over PUBLISHER_MAX_HEADER_BYTES", body = ErrorBody),
+))]
 async fn post_rate(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
     let req: RateBody = match body_or_error(body).and_then(|b| parse_json(&b)) {
         Ok(r) => r,
@@ -401,6 +500,14 @@ async fn post_rate(State(state): State<AppState>, body: Result<Bytes, BytesRejec
         .into_response()
 }
 
+/// The older start/stop control.
+#[utoipa::path(post, path = "/control", request_body(content = ControlIn, content_type = "application/json"), responses(
+        (status = 200, description = "done", body = SimAnswer),
+        (status = 400, description = "invalid parameters", body = ErrorBody),
+        (status = 401, description = "API key missing or wrong (when PUBLISHER_API_KEY is set)", body = ErrorBody),
+        (status = 413, description = "body over PUBLISHER_MAX_BODY_BYTES", body = ErrorBody),
+        (status = 431, description = "headers over PUBLISHER_MAX_HEADER_BYTES", body = ErrorBody),
+))]
 async fn post_control(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -427,6 +534,8 @@ async fn post_control(
     }
 }
 
+/// Simulator state and counters.
+#[utoipa::path(get, path = "/status", responses((status = 200, description = "status", body = StatusBody)))]
 async fn get_status(State(state): State<AppState>) -> Response {
     let s = state.sim.status().await;
     Json(json!({
@@ -442,10 +551,17 @@ async fn get_status(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
+/// Publishing counters.
+#[utoipa::path(get, path = "/stats", responses((status = 200, description = "counters", body = StatsBody)))]
 async fn get_stats(State(state): State<AppState>) -> Response {
     Json(state.stats.snapshot()).into_response()
 }
 
+/// 200 when the broker answers, else 503 with the reason.
+#[utoipa::path(get, path = "/health", responses(
+    (status = 200, description = "broker reachable", body = HealthBody),
+    (status = 503, description = "broker unreachable", body = HealthBody),
+))]
 async fn get_health(State(state): State<AppState>) -> Response {
     let ping = tokio::time::timeout(state.health_timeout, state.sink.producer().ping()).await;
     let reason = match ping {
@@ -471,6 +587,27 @@ async fn get_health(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openapi_document_lists_every_route() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        for path in [
+            "/events",
+            "/start",
+            "/stop",
+            "/rate",
+            "/control",
+            "/status",
+            "/stats",
+            "/health",
+            "/metrics",
+            "/openapi.json",
+        ] {
+            assert!(doc["paths"].get(path).is_some(), "{path} missing");
+        }
+        assert!(doc["components"]["schemas"].get("EventIn").is_some());
+    }
 
     #[test]
     fn constant_time_compare() {

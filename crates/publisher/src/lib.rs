@@ -5,6 +5,7 @@
 //! - [`config`]: the one clap config struct (`API_PORT`, `KAFKA_BROKERS`, `PUBLISHER_*`, …).
 //! - [`http`]: the router (`app(state)`), handlers, API-key check, size limits.
 //! - [`ingest`]: validation of `POST /events` bodies into ready events.
+//! - [`openapi`]: schemas of the `/openapi.json` document.
 //! - [`schema`]: the required `data` fields of each event type.
 //! - [`publish`]: envelopes, the `trade-info` mirror, queueing and acknowledgement.
 //! - [`generator`]: the simulator's weighted, self-consistent event generator (pure).
@@ -15,6 +16,7 @@ pub mod config;
 pub mod generator;
 pub mod http;
 pub mod ingest;
+pub mod openapi;
 pub mod publish;
 pub mod schema;
 pub mod simulator;

@@ -58,6 +58,18 @@ async fn read_endpoints_answer_json_and_unknown_routes_404() {
     }
     assert_eq!(v["byEventType"].as_object().unwrap().len(), 23);
 
+    // Answers match the documented schemas.
+    let v: Value = p.get("/stats").await.json().await.unwrap();
+    serde_json::from_value::<publisher::openapi::StatsBody>(v).unwrap();
+    let v: Value = p.get("/status").await.json().await.unwrap();
+    serde_json::from_value::<publisher::openapi::StatusBody>(v).unwrap();
+    let v: Value = p.get("/health").await.json().await.unwrap();
+    serde_json::from_value::<publisher::openapi::HealthBody>(v).unwrap();
+    let r = p.get("/openapi.json").await;
+    assert_eq!(r.status(), 200);
+    let doc: Value = r.json().await.unwrap();
+    assert!(doc["paths"]["/events"]["post"].is_object(), "{doc}");
+
     let r = p.get("/metrics").await;
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
@@ -101,6 +113,7 @@ async fn a_batch_lands_on_its_topics_partitions_and_keys_with_envelopes() {
     let r = p.post_json("/events", &json!({ "events": events })).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
+    serde_json::from_value::<publisher::openapi::Published>(v.clone()).unwrap();
     let ids = v["eventIds"].as_array().unwrap();
     let offsets = v["offsets"].as_array().unwrap();
     let partitions = v["partitions"].as_array().unwrap();
@@ -210,6 +223,7 @@ async fn bad_input_is_refused_whole_with_index_and_reason() {
         let r = p.post_json("/events", body).await;
         assert_eq!(r.status(), 400, "{body}");
         let v: Value = r.json().await.unwrap();
+        serde_json::from_value::<publisher::openapi::Refused>(v.clone()).unwrap();
         let errs = v["errors"].as_array().unwrap();
         assert_eq!(errs.len(), want.len(), "{v}");
         for (e, (index, reason)) in errs.iter().zip(want) {
@@ -429,7 +443,7 @@ async fn the_api_key_guards_mutating_endpoints_only() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    for path in ["/health", "/metrics", "/status", "/stats"] {
+    for path in ["/health", "/metrics", "/status", "/stats", "/openapi.json"] {
         assert_eq!(p.get(path).await.status(), 200, "{path}");
     }
     p.stop().await.unwrap();

@@ -73,6 +73,7 @@ async fn broker_loss_is_a_503_and_the_publisher_recovers_without_losing_acknowle
         let status = r.status().as_u16();
         let v: Value = r.json().await.unwrap();
         assert_eq!(status, 503, "acknowledged with the broker down: {v}");
+        serde_json::from_value::<publisher::openapi::Unavailable>(v.clone()).unwrap();
         assert!(acknowledged(status, &v).is_empty(), "{v}");
         assert!(v["error"].as_str().is_some());
     }
