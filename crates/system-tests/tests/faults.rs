@@ -74,7 +74,7 @@ async fn broker_killed_and_restarted_loses_nothing_acknowledged() {
     let (prefix, names) = fresh_names();
     create_topics(&broker, &names, 2).await;
     let addr = broker.addr().to_owned();
-    let plain = uncompressed();
+    let plain = sqlite_safe_compression();
     let publisher = start_publisher("publisher", &addr, &prefix, &names, &dir, &plain).await;
     let gateway = start_gateway("gateway", &addr, &prefix, &dir).await;
     let aggregator = start_aggregator(
@@ -101,21 +101,34 @@ async fn broker_killed_and_restarted_loses_nothing_acknowledged() {
     })
     .await;
 
-    broker.stop().await.unwrap();
-    eventually(WAIT, "a 503 while the broker is down", || {
-        let n = posters.count(|o| matches!(o, Outcome::Failed(_)));
-        async move { n >= 1 }
-    })
-    .await;
-    // The outage lasts a few seconds more, long enough for every consumer to notice.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    broker.restart().await.unwrap();
-    let acked_at_restart = posters.count(is_acked);
-    eventually(WAIT, "events acknowledged after the restart", || {
-        let n = posters.count(is_acked);
-        async move { n >= acked_at_restart + 200 }
-    })
-    .await;
+    // One broker restart here; ODIN_FAULT_BROKER_RESTARTS=10 for the longer run.
+    let rounds = env_count("ODIN_FAULT_BROKER_RESTARTS", 1);
+    for round in 0..rounds {
+        let failed_before = posters.count(|o| matches!(o, Outcome::Failed(_)));
+        broker.stop().await.unwrap();
+        eventually(
+            WAIT,
+            &format!("a 503 while the broker is down ({round})"),
+            || {
+                let n = posters.count(|o| matches!(o, Outcome::Failed(_)));
+                async move { n > failed_before }
+            },
+        )
+        .await;
+        // The outage lasts a few seconds more, long enough for every consumer to notice.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        broker.restart().await.unwrap();
+        let acked_at_restart = posters.count(is_acked);
+        eventually(
+            WAIT,
+            &format!("acknowledgements after restart {round}"),
+            || {
+                let n = posters.count(is_acked);
+                async move { n >= acked_at_restart + 200 }
+            },
+        )
+        .await;
+    }
     let posted = posters.finish().await;
     let done_at = now_ms();
 
@@ -194,7 +207,7 @@ async fn broker_killed_and_restarted_loses_nothing_acknowledged() {
     check_tick("fresh aggregator", &got_fresh, &want);
     check_tick("aggregator through the fault", &got, &want);
     eprintln!(
-        "broker restart: {} posted, {acked} acknowledged and verified, {failed} reported failed \
+        "{rounds} broker restart(s): {} posted, {acked} acknowledged and verified, {failed} reported failed \
          ({failed_but_stored} of those stored anyway), {delivered} deliveries verified, \
          {reconnects} client reconnects, {} trades aggregated at tick {end}",
         posted.len(),
@@ -324,7 +337,7 @@ async fn aggregator_sigkill_mid_tick_neither_double_counts_nor_loses() {
     let (_prefix, names) = fresh_names();
     create_topics(broker, &names, 2).await;
     let addr = broker.addr().to_owned();
-    let mut agg = start_aggregator(
+    let agg = start_aggregator(
         "aggregator",
         &addr,
         &names,
@@ -373,23 +386,38 @@ async fn aggregator_sigkill_mid_tick_neither_double_counts_nor_loses() {
     let first = tick_at_or_after(&kafka, &names.aggregate_info, 0).await;
     tick_at_or_after(&kafka, &names.aggregate_info, first + 1_000).await;
 
-    // Kill it just after a tick falls due, while it computes and produces that tick.
-    let next_tick = (now_ms() / 1_000 + 1) * 1_000;
-    tokio::time::sleep(Duration::from_millis(
-        (next_tick - now_ms() + 30).max(0) as u64
-    ))
-    .await;
-    agg.sigkill();
-    let killed_at = now_ms();
-    let agg2 = start_aggregator(
-        "aggregator-restarted",
-        &addr,
-        &names,
-        &names.aggregate_info,
-        &dir,
-        &[],
-    )
-    .await;
+    // Kill it just after a tick falls due, while it waits for its read barrier, computes or
+    // produces that tick; restart it; again at another point of the tick.
+    // ODIN_FAULT_AGGREGATOR_KILLS sets how many times (3 here).
+    let kills = env_count("ODIN_FAULT_AGGREGATOR_KILLS", 3);
+    let mut agg = agg;
+    let mut tokens_out_at_kill = Vec::new();
+    for k in 0..kills {
+        let into_tick_ms = [10, 40, 120][k % 3];
+        let next_tick = (now_ms() / 1_000 + 1) * 1_000;
+        tokio::time::sleep(Duration::from_millis(
+            (next_tick + into_tick_ms - now_ms()).max(0) as u64,
+        ))
+        .await;
+        agg.sigkill();
+        // How much of the tick due got out before the kill (4 tokens = all of it).
+        let out = read_ticks(&kafka, &names.aggregate_info)
+            .await
+            .get(&next_tick)
+            .map_or(0, |t| t.len());
+        tokens_out_at_kill.push((into_tick_ms, out));
+        agg = start_aggregator(
+            &format!("aggregator-restart-{k}"),
+            &addr,
+            &names,
+            &names.aggregate_info,
+            &dir,
+            &[],
+        )
+        .await;
+        // The restarted instance ticks before the next kill.
+        tick_at_or_after(&kafka, &names.aggregate_info, now_ms() + 1_000).await;
+    }
     // Trades keep arriving for a while after the restart.
     tick_at_or_after(&kafka, &names.aggregate_info, now_ms() + 1_000).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -408,9 +436,9 @@ async fn aggregator_sigkill_mid_tick_neither_double_counts_nor_loses() {
         check_tick(&format!("tick {end} after the restart"), &got, &want);
     }
     eprintln!(
-        "aggregator SIGKILL at {killed_at} (tick due {next_tick}); {written} trades; ticks {t1} and {t2} match the reference"
+        "aggregator: {kills} SIGKILLs (ms into the tick, tokens of that tick already out: {tokens_out_at_kill:?}); {written} trades; ticks {t1} and {t2} match the reference"
     );
-    drop((agg, agg2));
+    drop(agg);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -85,13 +85,22 @@ pub fn fresh_names() -> (String, TopicNames) {
 }
 
 /// Environment for services producing to a persistent (sqlite) tansu: its sqlite engine
-/// cannot serve snappy batches back (fetch fails with `UnexpectedType("Snappy")` and the
-/// broker drops the connection), so nothing is compressed there.
-pub fn uncompressed() -> Vec<(&'static str, String)> {
+/// cannot serve snappy batches back (a fetch that reaches one fails with
+/// `UnexpectedType("Snappy")` and the broker drops the connection; gzip, lz4, zstd and none
+/// work), so lz4 there instead of the services' snappy default.
+pub fn sqlite_safe_compression() -> Vec<(&'static str, String)> {
     vec![
-        ("KAFKA_COMPRESSION", "none".into()),
-        ("AGGREGATE_COMPRESSION", "none".into()),
+        ("KAFKA_COMPRESSION", "lz4".into()),
+        ("AGGREGATE_COMPRESSION", "lz4".into()),
     ]
+}
+
+/// A count from the environment (longer fault runs), else `default`.
+pub fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Creates every topic the services of one test use, with few partitions (each partition is
