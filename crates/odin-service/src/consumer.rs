@@ -205,6 +205,57 @@ impl PartitionConsumer {
         Ok(o)
     }
 
+    /// Reads from `offset` when it lies inside a produced batch.
+    ///
+    /// tansu answers a fetch that starts inside a batch with the batches after it, so a
+    /// consumer resuming mid-batch (a replay from a client's last offset, a restart) would
+    /// skip the rest of that batch. A fetch whose first record is past the position is
+    /// therefore re-read from a batch boundary at or before it: step back until the broker
+    /// answers from where it was asked (a boundary), walk forward by whole batches, and keep
+    /// the records at or after `offset`. `None` when no such records could be found (a
+    /// genuine gap, e.g. compaction), in which case the original answer stands.
+    async fn read_from_inside_batch(
+        pc: &PartitionClient,
+        offset: i64,
+        max_bytes: i32,
+    ) -> Result<Option<Vec<RecordAndOffset>>, RsError> {
+        let earliest = pc.get_offset(OffsetAt::Earliest).await?;
+        let mut step = 64i64;
+        let mut probe = (offset - step).max(earliest);
+        // Bounded: the step grows 4× per round and the forward walk moves a batch per round.
+        for _ in 0..32 {
+            if probe >= offset {
+                return Ok(None);
+            }
+            let (raw, _) = pc.fetch_records(probe, 1..max_bytes.max(2), 0).await?;
+            let Some(first) = raw.first() else {
+                return Ok(None);
+            };
+            if first.offset > probe && probe > earliest {
+                // Still inside a batch: step further back.
+                step = step.saturating_mul(4);
+                probe = (offset - step).max(earliest);
+                continue;
+            }
+            let last = raw.last().map_or(probe, |r| r.offset);
+            let kept: Vec<RecordAndOffset> =
+                raw.into_iter().filter(|r| r.offset >= offset).collect();
+            if !kept.is_empty() {
+                if kept[0].offset > offset {
+                    debug!(
+                        offset,
+                        first = kept[0].offset,
+                        "gap in the log at the consumer position"
+                    );
+                }
+                return Ok(Some(kept));
+            }
+            // Every record read lies before the position: the next one starts a batch.
+            probe = last + 1;
+        }
+        Ok(None)
+    }
+
     async fn try_fetch(&mut self) -> Result<Batch, RsError> {
         let pc = self.partition_client().await?;
         let offset = self.resolve_start(&pc).await?;
@@ -216,8 +267,19 @@ impl PartitionConsumer {
             )
             .await
         {
-            Ok((records, hwm)) => {
+            Ok((mut records, hwm)) => {
                 self.high_watermark = hwm;
+                // A first record past the position, or nothing although the log goes
+                // further: the position is inside a batch.
+                let inside_batch = match records.first() {
+                    Some(r) => r.offset > offset,
+                    None => offset < hwm,
+                };
+                if inside_batch {
+                    records = Self::read_from_inside_batch(&pc, offset, self.settings.max_bytes)
+                        .await?
+                        .unwrap_or(records);
+                }
                 if let Some(last) = records.last() {
                     self.next_offset = Some(last.offset + 1);
                 }
