@@ -205,81 +205,19 @@ impl PartitionConsumer {
         Ok(o)
     }
 
-    /// Reads from `offset` when it lies inside a produced batch.
-    ///
-    /// tansu answers a fetch that starts inside a batch with the batches after it, so a
-    /// consumer resuming mid-batch (a replay from a client's last offset, a restart) would
-    /// skip the rest of that batch. A fetch whose first record is past the position is
-    /// therefore re-read from a batch boundary at or before it: step back until the broker
-    /// answers from where it was asked (a boundary), walk forward by whole batches, and keep
-    /// the records at or after `offset`. `None` when no such records could be found (a
-    /// genuine gap, e.g. compaction), in which case the original answer stands.
-    async fn read_from_inside_batch(
-        pc: &PartitionClient,
-        offset: i64,
-        max_bytes: i32,
-    ) -> Result<Option<Vec<RecordAndOffset>>, RsError> {
-        let earliest = pc.get_offset(OffsetAt::Earliest).await?;
-        let mut step = 64i64;
-        let mut probe = (offset - step).max(earliest);
-        // Bounded: the step grows 4× per round and the forward walk moves a batch per round.
-        for _ in 0..32 {
-            if probe >= offset {
-                return Ok(None);
-            }
-            let (raw, _) = pc.fetch_records(probe, 1..max_bytes.max(2), 0).await?;
-            let Some(first) = raw.first() else {
-                return Ok(None);
-            };
-            if first.offset > probe && probe > earliest {
-                // Still inside a batch: step further back.
-                step = step.saturating_mul(4);
-                probe = (offset - step).max(earliest);
-                continue;
-            }
-            let last = raw.last().map_or(probe, |r| r.offset);
-            let kept: Vec<RecordAndOffset> =
-                raw.into_iter().filter(|r| r.offset >= offset).collect();
-            if !kept.is_empty() {
-                if kept[0].offset > offset {
-                    debug!(
-                        offset,
-                        first = kept[0].offset,
-                        "gap in the log at the consumer position"
-                    );
-                }
-                return Ok(Some(kept));
-            }
-            // Every record read lies before the position: the next one starts a batch.
-            probe = last + 1;
-        }
-        Ok(None)
-    }
-
     async fn try_fetch(&mut self) -> Result<Batch, RsError> {
         let pc = self.partition_client().await?;
         let offset = self.resolve_start(&pc).await?;
-        match pc
-            .fetch_records(
-                offset,
-                1..self.settings.max_bytes.max(2),
-                self.settings.max_wait_ms,
-            )
-            .await
+        match fetch_from(
+            &pc,
+            offset,
+            self.settings.max_bytes,
+            self.settings.max_wait_ms,
+        )
+        .await
         {
-            Ok((mut records, hwm)) => {
+            Ok((records, hwm)) => {
                 self.high_watermark = hwm;
-                // A first record past the position, or nothing although the log goes
-                // further: the position is inside a batch.
-                let inside_batch = match records.first() {
-                    Some(r) => r.offset > offset,
-                    None => offset < hwm,
-                };
-                if inside_batch {
-                    records = Self::read_from_inside_batch(&pc, offset, self.settings.max_bytes)
-                        .await?
-                        .unwrap_or(records);
-                }
                 if let Some(last) = records.last() {
                     self.next_offset = Some(last.offset + 1);
                 }
@@ -362,4 +300,80 @@ impl PartitionConsumer {
             }
         }
     }
+}
+
+/// Fetches the records at and after `offset` — [`PartitionClient::fetch_records`] made safe
+/// for positions inside a produced batch (see [`read_from_inside_batch`]). Every reader that
+/// starts at an arbitrary offset (consumers, replays) goes through here.
+pub async fn fetch_from(
+    pc: &PartitionClient,
+    offset: i64,
+    max_bytes: i32,
+    max_wait_ms: i32,
+) -> Result<(Vec<RecordAndOffset>, i64), RsError> {
+    let (records, hwm) = pc
+        .fetch_records(offset, 1..max_bytes.max(2), max_wait_ms)
+        .await?;
+    // A first record past the position, or nothing although the log goes further: the
+    // position is inside a batch.
+    let inside_batch = match records.first() {
+        Some(r) => r.offset > offset,
+        None => offset < hwm,
+    };
+    if inside_batch {
+        if let Some(found) = read_from_inside_batch(pc, offset, max_bytes).await? {
+            return Ok((found, hwm));
+        }
+    }
+    Ok((records, hwm))
+}
+
+/// Reads from `offset` when it lies inside a produced batch.
+///
+/// tansu answers a fetch that starts inside a batch with the batches after it, so a
+/// consumer resuming mid-batch (a replay from a client's last offset, a restart) would
+/// skip the rest of that batch. A fetch whose first record is past the position is
+/// therefore re-read from a batch boundary at or before it: step back until the broker
+/// answers from where it was asked (a boundary), walk forward by whole batches, and keep
+/// the records at or after `offset`. `None` when no such records could be found (a
+/// genuine gap, e.g. compaction), in which case the original answer stands.
+async fn read_from_inside_batch(
+    pc: &PartitionClient,
+    offset: i64,
+    max_bytes: i32,
+) -> Result<Option<Vec<RecordAndOffset>>, RsError> {
+    let earliest = pc.get_offset(OffsetAt::Earliest).await?;
+    let mut step = 64i64;
+    let mut probe = (offset - step).max(earliest);
+    // Bounded: the step grows 4× per round and the forward walk moves a batch per round.
+    for _ in 0..32 {
+        if probe >= offset {
+            return Ok(None);
+        }
+        let (raw, _) = pc.fetch_records(probe, 1..max_bytes.max(2), 0).await?;
+        let Some(first) = raw.first() else {
+            return Ok(None);
+        };
+        if first.offset > probe && probe > earliest {
+            // Still inside a batch: step further back.
+            step = step.saturating_mul(4);
+            probe = (offset - step).max(earliest);
+            continue;
+        }
+        let last = raw.last().map_or(probe, |r| r.offset);
+        let kept: Vec<RecordAndOffset> = raw.into_iter().filter(|r| r.offset >= offset).collect();
+        if !kept.is_empty() {
+            if kept[0].offset > offset {
+                debug!(
+                    offset,
+                    first = kept[0].offset,
+                    "gap in the log at the consumer position"
+                );
+            }
+            return Ok(Some(kept));
+        }
+        // Every record read lies before the position: the next one starts a batch.
+        probe = last + 1;
+    }
+    Ok(None)
 }

@@ -24,7 +24,7 @@ pub mod telemetry;
 pub mod topics;
 
 pub use config::{KafkaArgs, TelemetryArgs, TopicArgs};
-pub use consumer::{FetchSettings, PartitionConsumer, StartFrom};
+pub use consumer::{fetch_from, FetchSettings, PartitionConsumer, StartFrom};
 pub use kafka::{KafkaConnector, KafkaError, KafkaHealth};
 pub use producer::{Delivery, OutRecord, ProduceError, Producer, ProducerConfig};
 pub use shutdown::Shutdown;
