@@ -90,7 +90,11 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("ws://{}/ws", listener.local_addr()?);
     let stop = tokio_util::sync::CancellationToken::new();
-    let gateway = tokio::spawn(ws_gateway::run(config, listener, stop.clone().cancelled_owned()));
+    let gateway = tokio::spawn(ws_gateway::run(
+        config,
+        listener,
+        stop.clone().cancelled_owned(),
+    ));
 
     // The channel's token and noise tokens that share its partition.
     let token = "BTC";
@@ -110,11 +114,21 @@ async fn main() -> anyhow::Result<()> {
     let mut n = 0;
     for i in 0..args.missed {
         let e = envelope(token, i);
-        records.push(OutRecord::new(&topic, Some(e.key().to_vec()), e.to_json(), 0));
+        records.push(OutRecord::new(
+            &topic,
+            Some(e.key().to_vec()),
+            e.to_json(),
+            0,
+        ));
         for _ in 0..per {
             let t = &noise_tokens[n % noise_tokens.len()];
             let e = envelope(t, n);
-            records.push(OutRecord::new(&topic, Some(e.key().to_vec()), e.to_json(), 0));
+            records.push(OutRecord::new(
+                &topic,
+                Some(e.key().to_vec()),
+                e.to_json(),
+                0,
+            ));
             n += 1;
         }
     }
@@ -158,7 +172,10 @@ async fn main() -> anyhow::Result<()> {
         }
         times.push(t0.elapsed());
         if events != args.missed {
-            bail!("round {round}: {events} events replayed, expected {}", args.missed);
+            bail!(
+                "round {round}: {events} events replayed, expected {}",
+                args.missed
+            );
         }
     }
     times.sort_unstable();
