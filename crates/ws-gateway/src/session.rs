@@ -250,6 +250,11 @@ where
                         Some(Err(WsError::Capacity(_))) => {
                             return End::Close(CloseCode::Size, "frame too large", "frame_too_large");
                         }
+                        // RFC 6455 §8.1: a text message that is not UTF-8 fails the
+                        // connection with 1007, so the client learns why.
+                        Some(Err(WsError::Utf8(_))) => {
+                            return End::Close(CloseCode::Invalid, "invalid UTF-8", "invalid_utf8");
+                        }
                         Some(Err(_)) => return End::Gone("read_error"),
                     }
                 }
