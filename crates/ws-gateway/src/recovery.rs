@@ -324,7 +324,8 @@ impl Recoverer {
         // The log end when the replay started: live delivery takes over from there.
         let mut end: Option<i64> = None;
         loop {
-            let fetched = pc.fetch_records(next, 1..self.max_bytes.max(2), 0).await;
+            // fetch_from: a client's offset usually lies inside a produced batch.
+            let fetched = odin_service::fetch_from(&pc, next, self.max_bytes, 0).await;
             let (records, hwm) = match fetched {
                 Ok(r) => r,
                 Err(RsError::ServerError {

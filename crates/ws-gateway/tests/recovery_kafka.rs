@@ -275,3 +275,49 @@ fn rand_u32() -> u32 {
     h.write_u64(std::process::id() as u64);
     h.finish() as u32
 }
+
+/// Producers batch: a client's last offset usually lies inside a produced batch, and tansu
+/// answers a fetch that starts there with the batches after it. The replay must still start
+/// right after the client's offset.
+#[tokio::test]
+async fn replays_from_inside_a_produced_batch() {
+    let broker = testkit::shared();
+    let names = TopicNames::default();
+    let topic = names.topic_for(EventType::TradeExecuted).to_owned();
+    let token = format!("B{:06x}", rand_u32() & 0xff_ffff);
+    let other = neighbour(&token);
+    let p = producer(broker);
+
+    // One batch: token and its neighbour interleaved, ten each.
+    let recs = (0..10)
+        .flat_map(|i| {
+            [
+                record(&topic, &envelope(EventType::TradeExecuted, &token, i)),
+                record(&topic, &envelope(EventType::TradeExecuted, &other, i)),
+            ]
+        })
+        .collect();
+    let offsets: Vec<i64> = p
+        .send_all(recs)
+        .await
+        .into_iter()
+        .map(|d| d.unwrap().offset)
+        .step_by(2)
+        .collect();
+    let rec = Recoverer::new(broker.connector(), names.clone(), &RecoveryArgs::default());
+    let channel = Channel::parse(&format!("{token}.trade")).unwrap();
+    for seen in [0usize, 3, 8, 9] {
+        let r = rec
+            .replay(
+                &channel,
+                offsets[seen],
+                1000,
+                deadline(),
+                decode(Category::Trade),
+            )
+            .await;
+        let want: Vec<String> = (seen + 1..10).map(|i| format!("{token}-{i}")).collect();
+        assert_eq!(r.items, want, "after record {seen}");
+        assert!(r.outcome.recovered);
+    }
+}
