@@ -14,9 +14,11 @@ WS_PORT="${DEV_WS_PORT:-3002}"
 AGG_PORT="${DEV_AGGREGATOR_PORT:-3004}"
 SIM_RATE="${DEV_SIM_RATE:-100}"
 SIM_TOKENS="${DEV_SIM_TOKENS:-BTC,ETH,SOL,DOGE}"
-# tansu does not wake a waiting fetch when data arrives: the fetch max-wait is the added
-# latency locally, so keep it short.
-export KAFKA_FETCH_MAX_WAIT_MS="${KAFKA_FETCH_MAX_WAIT_MS:-5}"
+# tansu sleeps out a fetch's whole max-wait even when data is there, so the wait is added
+# latency locally: keep it short (the gateway's default is 20 ms, meant for Redpanda).
+export KAFKA_FETCH_MAX_WAIT_MS="${KAFKA_FETCH_MAX_WAIT_MS:-10}"
+# Ticks every 10 s locally so aggregates show up quickly (production default: 30s).
+export AGGREGATE_PUBLISH_INTERVAL="${AGGREGATE_PUBLISH_INTERVAL:-10s}"
 export LOG_FORMAT="${LOG_FORMAT:-pretty}"
 export LOG_LEVEL="${LOG_LEVEL:-info}"
 DEV_DIR="${DEV_DIR:-.dev}"
@@ -42,7 +44,7 @@ for b in publisher ws-gateway aggregator; do
     bins+=("$b")
   fi
 done
-build_args=(-p odin-service --bin odin-topics)
+build_args=(--bins -p odin-service)
 for b in "${bins[@]}"; do build_args+=(-p "$b"); done
 cargo build --release "${build_args[@]}"
 BIN=target/release
@@ -128,7 +130,10 @@ Odin Stream is running.
   Aggregator      http://127.0.0.1:${AGG_PORT}   (/health /stats /metrics, POST /publish)
 
 Try a client (subscribe to the TRADING bundle for BTC and ETH):
-  cargo run --release -q -p ws-gateway --example client -- ws://127.0.0.1:${WS_PORT}/ws '{"type":"subscribe","bundle":"TRADING","tokens":["BTC","ETH"]}'
+  cargo run --release -q -p ws-gateway --example client -- --url ws://127.0.0.1:${WS_PORT}/ws --bundle TRADING --tokens BTC,ETH
+
+Read the aggregates (one record per active token every ${AGGREGATE_PUBLISH_INTERVAL}):
+  cargo run --release -q -p aggregator --example tail -- --brokers ${KAFKA_BROKERS} --topic aggregate-info
 
 Publish one event yourself:
   curl -s -X POST http://127.0.0.1:${API_PORT}/events -H 'content-type: application/json' \\
