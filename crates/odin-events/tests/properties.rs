@@ -6,6 +6,14 @@ use odin_events::envelope::{parse_record, EVENT_VERSION, SOURCE_PUBLISHER};
 use odin_events::{Channel, Classification, Envelope, EventType, Metadata, TokenId, TradeRecord};
 use proptest::prelude::*;
 
+/// `PROPTEST_CASES` for longer runs (e.g. 100000 with `--release`), else 512.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512)
+}
+
 fn token() -> impl Strategy<Value = String> {
     "[A-Za-z0-9_:-]{1,64}"
 }
@@ -25,7 +33,7 @@ fn data() -> impl Strategy<Value = serde_json::Map<String, serde_json::Value>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn parse_record_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256), key in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16))) {
