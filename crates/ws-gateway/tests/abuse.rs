@@ -138,7 +138,7 @@ impl Witness {
 
     /// Stops producing and asserts the witness received every acknowledged event once, in
     /// order; returns how many.
-    async fn finish(self) -> u64 {
+    async fn finish(self, test: &str) -> u64 {
         self.stop.cancel();
         let produced = self.producer.await.unwrap();
         self.target.send(Some(produced)).unwrap();
@@ -146,6 +146,7 @@ impl Witness {
         let expected: Vec<u64> = (0..produced).collect();
         assert_eq!(seqs, expected, "the witness missed or reordered events");
         assert!(produced > 0);
+        eprintln!("{test}: the witness received all {produced} events in order");
         produced
     }
 }
@@ -258,8 +259,9 @@ async fn slow_handshakes_are_cut_off_and_other_clients_keep_streaming() {
     }
     drop(fresh);
     await_settled(&gw, 1, 1).await;
-    witness.finish().await;
+    witness.finish("slow_handshakes").await;
     let grown = rss().saturating_sub(before);
+    eprintln!("slow_handshakes: RSS grew {} KiB", grown / 1024);
     assert!(grown < 64 * MIB, "RSS grew {} MiB", grown / MIB);
     gw.shutdown().await;
 }
@@ -343,11 +345,15 @@ async fn never_reading_clients_are_disconnected_and_others_get_everything() {
     // Every never-reader was closed; only the witness and the reader remain.
     await_settled(&gw, 2, 2).await;
     let grown = rss().saturating_sub(before);
+    eprintln!(
+        "never_reading: RSS grew {} KiB while 20 clients stopped reading",
+        grown / 1024
+    );
     assert!(grown < 128 * MIB, "RSS grew {} MiB", grown / MIB);
     let kicked = metric(gw.addr, "ws_disconnections_total{reason=\"slow_consumer\"}").await;
     assert!(kicked >= 20.0, "slow-consumer disconnections: {kicked}");
     drop(hogs);
-    witness.finish().await;
+    witness.finish("never_reading").await;
     gw.shutdown().await;
 }
 
@@ -454,7 +460,7 @@ async fn oversized_fragmented_and_invalid_utf8_frames() {
     }
 
     await_settled(&gw, 1, 1).await;
-    witness.finish().await;
+    witness.finish("oversized_frames").await;
     gw.shutdown().await;
 }
 
@@ -540,7 +546,7 @@ async fn subscription_floods_are_limited_and_leave_nothing_behind() {
     await_settled(&gw, 51, 5001).await;
     drop(full);
     await_settled(&gw, 1, 1).await;
-    witness.finish().await;
+    witness.finish("subscription_floods").await;
     gw.shutdown().await;
 }
 
@@ -581,13 +587,17 @@ async fn ten_thousand_subscribe_unsubscribe_cycles_on_one_connection() {
     let (pong, _) = c.request(json!({"type": "ping"})).await;
     assert_eq!(pong["type"], "pong");
     let grown = rss().saturating_sub(rss_half);
+    eprintln!(
+        "sub_unsub_cycles: RSS grew {} KiB over the last 5,000 cycles",
+        grown / 1024
+    );
     assert!(
         grown < 32 * MIB,
         "RSS grew {} MiB over the last 5,000 cycles",
         grown / MIB
     );
     drop(c);
-    witness.finish().await;
+    witness.finish("sub_unsub_cycles").await;
     gw.shutdown().await;
 }
 
@@ -647,6 +657,11 @@ async fn connection_churn_at_500_per_second() {
     // Every churned connection is gone from the gateway and the registry.
     await_settled(&gw, 1, 1).await;
     let grown = rss().saturating_sub(rss_half);
+    eprintln!(
+        "churn: {TOTAL} connections at {rate:.0}/s; RSS grew {} KiB over the last {}",
+        grown / 1024,
+        TOTAL / 2
+    );
     assert!(
         grown < 64 * MIB,
         "RSS grew {} MiB over the last {} connections ({rate:.0}/s)",
@@ -655,6 +670,6 @@ async fn connection_churn_at_500_per_second() {
     );
     let accepted = metric(gw.addr, "ws_connections_accepted_total").await;
     assert!(accepted >= TOTAL as f64, "accepted {accepted}");
-    witness.finish().await;
+    witness.finish("churn").await;
     gw.shutdown().await;
 }
