@@ -28,11 +28,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace --no-fail-fast
 
-for extra in scripts/check-deploy.sh; do
-  if [[ -x "$extra" ]]; then
-    step "$extra"
-    "$extra"
-  fi
-done
+step "deployment checks"
+scripts/check-deploy.sh
 
 step "all checks passed"
