@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 EXAMPLES="${API_FUZZ_EXAMPLES:-100}"
-OUT="${API_FUZZ_OUT:-target/api-fuzz}"
+OUT="$(mkdir -p "${API_FUZZ_OUT:-target/api-fuzz}" && cd "${API_FUZZ_OUT:-target/api-fuzz}" && pwd)"
 CHECKS="${API_FUZZ_CHECKS:-not_a_server_error,response_schema_conformance}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/odin-stream"
 VENV="$CACHE/api-fuzz-venv"
@@ -105,13 +105,14 @@ fuzz() { # name port [extra schemathesis args]
   shift 2
   echo "==> schemathesis: ${name} (${EXAMPLES} examples per operation; checks ${CHECKS})" >&2
   set +e
-  "$VENV/bin/schemathesis" run "http://127.0.0.1:${port}/openapi.json" \
+  # From $OUT: schemathesis keeps its example database in ./.schemathesis.
+  (cd "$OUT" && "$VENV/bin/schemathesis" run "http://127.0.0.1:${port}/openapi.json" \
     --checks "$CHECKS" --max-examples "$EXAMPLES" --workers 1 --seed "${API_FUZZ_SEED:-1}" \
-    --request-timeout 10 --report junit --report-junit-path "$OUT/${name}.xml" \
-    --warnings off "$@" >"$OUT/${name}.log" 2>&1
+    --request-timeout 10 --report junit --report-junit-path "${name}.xml" \
+    --warnings off "$@" >"schemathesis-${name}.log" 2>&1)
   local status=$?
   set -e
-  tail -n 25 "$OUT/${name}.log" >&2
+  tail -n 25 "$OUT/schemathesis-${name}.log" >&2
   echo "schemathesis ${name}: exit ${status}" >&2
 }
 fuzz publisher "$PUB_PORT" -H "x-api-key: ${API_KEY}"
