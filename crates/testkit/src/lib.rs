@@ -281,6 +281,10 @@ fn terminate(c: &Child) {
 
 /// One broker for every test of a test binary, started on first use with every default
 /// topic created. The watchdog stops it when the binary exits.
+///
+/// Panics when the broker cannot start: it is only called from tests, where a panic is how
+/// a test reports that its setup failed.
+#[allow(clippy::expect_used)]
 pub fn shared() -> &'static Broker {
     static SHARED: OnceLock<Broker> = OnceLock::new();
     SHARED.get_or_init(|| {
