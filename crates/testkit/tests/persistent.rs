@@ -30,7 +30,10 @@ async fn persistent_broker_keeps_its_log_across_restarts() -> anyhow::Result<()>
         .partition_client("kept", 0, UnknownTopicHandling::Error)
         .await?;
     let offsets = pc
-        .produce(vec![record(1), record(2), record(3)], Compression::NoCompression)
+        .produce(
+            vec![record(1), record(2), record(3)],
+            Compression::NoCompression,
+        )
         .await?;
     assert_eq!(offsets, vec![0, 1, 2]);
 
