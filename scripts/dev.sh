@@ -70,7 +70,9 @@ cleanup() {
   done
   echo "==> stopped; logs in $LOGS" >&2
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+trap cleanup EXIT
 
 start() { # name command...
   local name=$1; shift
