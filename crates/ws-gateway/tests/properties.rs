@@ -93,6 +93,25 @@ fn assert_refusal_is_answerable(text: &str) {
     }
 }
 
+/// Found by the `client_frame` fuzz target: an id that is a number beyond f64's range is
+/// echoed verbatim. The error frame is valid JSON (numbers have no range), which strict
+/// parsers such as serde_json without `arbitrary_precision` refuse to read as a value.
+#[test]
+fn out_of_range_numeric_ids_are_echoed_verbatim() {
+    let text = "\r{\"id\"\t:-7666666666666666666666666666666666666e66666466666666664666666}\t";
+    let (id, e) = protocol::parse_client_frame(text).unwrap_err();
+    let frame = protocol::error(id.as_deref(), &e);
+    assert!(
+        serde_json::from_str::<Box<RawValue>>(&frame).is_ok(),
+        "{}",
+        frame.as_str()
+    );
+    assert!(
+        frame.contains("\"id\":-7666666666666666666666666666666666666e66666466666666664666666,")
+    );
+    assert!(serde_json::from_str::<Value>(&frame).is_err());
+}
+
 proptest! {
     #![proptest_config(config())]
 
