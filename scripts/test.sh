@@ -28,6 +28,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace --no-fail-fast
 
+step "API fuzzing (schemathesis against publisher and aggregator)"
+scripts/api-fuzz.sh
+
 step "deployment checks"
 scripts/check-deploy.sh
 
