@@ -74,16 +74,8 @@ pub struct ErrorBody {
 }
 
 async fn limit_headers(req: Request, next: Next) -> Response {
-    let size: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len())
-        .sum();
-    if size > MAX_HEADER_BYTES {
-        return json_error(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            format!("request headers are {size} bytes; the limit is {MAX_HEADER_BYTES}"),
-        );
+    if let Some(r) = odin_service::http::headers_too_large(req.headers(), MAX_HEADER_BYTES) {
+        return r;
     }
     next.run(req).await
 }

@@ -15,6 +15,22 @@ pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// The 431 JSON response when `headers` take more than `limit` bytes on the wire (`name: value\r\n`
+/// each). hyper bounds its raw buffer; this makes the limit explicit and configurable.
+pub fn headers_too_large(headers: &axum::http::HeaderMap, limit: usize) -> Option<Response> {
+    let size: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size > limit {
+        return Some(json_error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("request headers are {size} bytes, over the limit of {limit}"),
+        ));
+    }
+    None
+}
+
 /// Fallback for unknown routes: 404 as JSON.
 pub async fn not_found(uri: axum::http::Uri) -> Response {
     json_error(

@@ -145,22 +145,10 @@ async fn method_not_allowed(req: Request) -> Response {
     )
 }
 
-/// 431 when the request's headers are larger than the limit (hyper bounds the raw
-/// buffer; this makes the limit explicit and configurable).
+/// 431 when the request's headers are larger than the configured limit.
 async fn limit_header_bytes(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let size: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if size > state.max_header_bytes {
-        return json_error(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            format!(
-                "request headers are {size} bytes, over the limit of {}",
-                state.max_header_bytes
-            ),
-        );
+    if let Some(r) = odin_service::http::headers_too_large(req.headers(), state.max_header_bytes) {
+        return r;
     }
     next.run(req).await
 }
