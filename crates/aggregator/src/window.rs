@@ -6,7 +6,7 @@
 //! counts, exact decimal sums and the open/close trade (by event time, ties by input
 //! position), never the trades themselves; buckets at or below the horizon are dropped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 
 use odin_events::aggregate::{price_change, AGGREGATE_VERSION};
 use odin_events::{Side, TokenAggregateData, TokenAggregateItem, TradeRecord};
@@ -126,6 +126,51 @@ impl Bucket {
     }
 }
 
+/// One token's buckets, ascending by index. Trades arrive almost in event-time order, so
+/// the bucket a trade belongs to is nearly always the newest one, found at the back in O(1);
+/// an older one is found by binary search (creating a missing older bucket shifts the
+/// shorter side of the deque, at most once per bucket).
+#[derive(Debug, Default)]
+struct Series(VecDeque<(i64, Bucket)>);
+
+impl Series {
+    fn bucket_mut(&mut self, k: i64) -> &mut Bucket {
+        let at = match self.0.back() {
+            Some((last, _)) if *last == k => self.0.len() - 1,
+            Some((last, _)) if *last > k => match self.0.binary_search_by_key(&k, |(i, _)| *i) {
+                Ok(i) => i,
+                Err(i) => {
+                    self.0.insert(i, (k, Bucket::default()));
+                    i
+                }
+            },
+            _ => {
+                self.0.push_back((k, Bucket::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    /// Drops the buckets below index `keep_from`.
+    fn expire(&mut self, keep_from: i64) {
+        while self.0.front().is_some_and(|(k, _)| *k < keep_from) {
+            self.0.pop_front();
+        }
+    }
+
+    /// The buckets with index in `lo..=hi`, newest first.
+    fn newest_first(&self, lo: i64, hi: i64) -> impl Iterator<Item = (i64, &Bucket)> {
+        let from = self.0.partition_point(|(k, _)| *k < lo);
+        let to = self.0.partition_point(|(k, _)| *k <= hi);
+        self.0.range(from..to.max(from)).rev().map(|(k, b)| (*k, b))
+    }
+}
+
+/// Hashes token names fast (a trade's lookup is on the ingest hot path) with a per-process
+/// random seed, so crafted token names cannot force collisions.
+type TokenMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// What happened to an inserted trade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
@@ -142,7 +187,7 @@ pub struct Windows {
     granularity: i64,
     /// Trades with `t <= horizon` are dropped; buckets entirely at or below it are expired.
     horizon: i64,
-    tokens: HashMap<String, BTreeMap<i64, Bucket>>,
+    tokens: TokenMap<Series>,
 }
 
 /// Formats epoch ms as RFC 3339 UTC (`2024-01-01T00:00:30Z`, milliseconds only when non-zero).
@@ -163,7 +208,7 @@ impl Windows {
             windows,
             granularity: granularity.max(1),
             horizon,
-            tokens: HashMap::new(),
+            tokens: TokenMap::default(),
         }
     }
 
@@ -191,13 +236,12 @@ impl Windows {
         }
         let k = self.bucket_of(trade.timestamp);
         // Look up before inserting so the common case does not allocate a key.
-        if let Some(buckets) = self.tokens.get_mut(trade.token.as_str()) {
-            buckets.entry(k).or_default().add_trade(trade, pos);
+        if let Some(series) = self.tokens.get_mut(trade.token.as_str()) {
+            series.bucket_mut(k).add_trade(trade, pos);
         } else {
-            let mut b = Bucket::default();
-            b.add_trade(trade, pos);
-            self.tokens
-                .insert(trade.token.clone(), BTreeMap::from([(k, b)]));
+            let mut series = Series::default();
+            series.bucket_mut(k).add_trade(trade, pos);
+            self.tokens.insert(trade.token.clone(), series);
         }
         Inserted::Added
     }
@@ -209,11 +253,11 @@ impl Windows {
         }
         self.horizon = horizon;
         let g = self.granularity;
-        self.tokens.retain(|_, buckets| {
-            // Bucket k's latest time is k·G; it expires when that is at or below the horizon.
-            let keep_from = horizon.div_euclid(g) + 1;
-            *buckets = buckets.split_off(&keep_from);
-            !buckets.is_empty()
+        // Bucket k's latest time is k·G; it expires when that is at or below the horizon.
+        let keep_from = horizon.div_euclid(g) + 1;
+        self.tokens.retain(|_, series| {
+            series.expire(keep_from);
+            !series.0.is_empty()
         });
     }
 
@@ -224,7 +268,7 @@ impl Windows {
 
     /// Buckets held in total (the state size).
     pub fn bucket_count(&self) -> usize {
-        self.tokens.values().map(BTreeMap::len).sum()
+        self.tokens.values().map(|s| s.0.len()).sum()
     }
 
     /// Rounds `ms` down to the bucket grid.
@@ -267,12 +311,7 @@ impl Windows {
             .collect()
     }
 
-    fn token_items(
-        &self,
-        buckets: &BTreeMap<i64, Bucket>,
-        end: i64,
-        timestamp: &str,
-    ) -> Vec<TokenAggregateItem> {
+    fn token_items(&self, series: &Series, end: i64, timestamp: &str) -> Vec<TokenAggregateItem> {
         let g = self.granularity;
         let hi = end.div_euclid(g);
         // Window W covers buckets (end − W)/G + 1 ..= end/G.
@@ -288,7 +327,7 @@ impl Windows {
         // Newest bucket first: each window's sum is the previous (smaller) one plus older
         // buckets, so one pass serves every window.
         if lowest <= hi {
-            for (&k, b) in buckets.range(lowest..=hi).rev() {
+            for (k, b) in series.newest_first(lowest, hi) {
                 while wi < lows.len() && k < lows[wi] {
                     if acc.total() > 0 {
                         out.push(acc.item(&self.windows[wi], timestamp));

@@ -2,11 +2,10 @@
 //!
 //! Prices and amounts are summed by the aggregator, so they are exact decimals, never floats.
 
-use std::borrow::Cow;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::{Deserializer, Serializer};
 
 /// Why a decimal could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,30 +40,70 @@ pub fn from_value(v: &serde_json::Value) -> Result<Decimal, DecimalError> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StrOrNum<'a> {
-    Str(#[serde(borrow)] Cow<'a, str>),
-    Num(serde_json::Number),
+/// Reads a decimal string or a JSON number straight from the deserializer: the hot path of
+/// every trade, so no intermediate `Value` or untagged-enum buffering.
+struct DecimalVisitor;
+
+impl serde::de::Visitor<'_> for DecimalVisitor {
+    type Value = Decimal;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a decimal string or a number")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Decimal, E> {
+        parse(s).map_err(E::custom)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Decimal, E> {
+        Ok(Decimal::from(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Decimal, E> {
+        Ok(Decimal::from(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Decimal, E> {
+        // serde_json prints a float as its shortest round-trip text: read that exactly.
+        match serde_json::Number::from_f64(v) {
+            Some(n) => from_number(&n).map_err(E::custom),
+            None => Err(E::custom(DecimalError {
+                value: v.to_string(),
+            })),
+        }
+    }
+}
+
+struct OptDecimalVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OptDecimalVisitor {
+    type Value = Option<Decimal>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a decimal string, a number or null")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(DecimalVisitor).map(Some)
+    }
 }
 
 /// Serde `deserialize_with`: a decimal string or a JSON number.
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-    match StrOrNum::deserialize(d)? {
-        StrOrNum::Str(s) => parse(&s),
-        StrOrNum::Num(n) => from_number(&n),
-    }
-    .map_err(serde::de::Error::custom)
+    d.deserialize_any(DecimalVisitor)
 }
 
 /// Serde `deserialize_with` for optional fields.
 pub fn deserialize_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
-    match Option::<StrOrNum>::deserialize(d)? {
-        None => Ok(None),
-        Some(StrOrNum::Str(s)) => parse(&s).map(Some),
-        Some(StrOrNum::Num(n)) => from_number(&n).map(Some),
-    }
-    .map_err(serde::de::Error::custom)
+    d.deserialize_option(OptDecimalVisitor)
 }
 
 /// Serde `serialize_with`: the decimal as a string without trailing zeros.
@@ -89,6 +128,37 @@ mod tests {
         assert!(parse("").is_err());
         let n: serde_json::Number = serde_json::from_str("1250.5").unwrap();
         assert_eq!(from_number(&n).unwrap().to_string(), "1250.5");
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    struct T {
+        #[serde(deserialize_with = "deserialize")]
+        v: Decimal,
+        #[serde(default, deserialize_with = "deserialize_opt")]
+        o: Option<Decimal>,
+    }
+
+    #[test]
+    fn deserializes_strings_numbers_and_null() {
+        let t: T = serde_json::from_str(r#"{"v":"0.000125","o":null}"#).unwrap();
+        assert_eq!((t.v.to_string(), t.o), ("0.000125".into(), None));
+        let t: T = serde_json::from_str(r#"{"v":1250.5,"o":"1.5e-7"}"#).unwrap();
+        assert_eq!(t.v.to_string(), "1250.5");
+        assert_eq!(t.o.unwrap().to_string(), "0.00000015");
+        let t: T = serde_json::from_str(r#"{"v":-3,"o":18446744073709551615}"#).unwrap();
+        assert_eq!(t.v.to_string(), "-3");
+        assert_eq!(t.o.unwrap().to_string(), "18446744073709551615");
+        let t: T = serde_json::from_str(r#"{"v":"\u0031.5"}"#).unwrap();
+        assert_eq!(t.v.to_string(), "1.5", "escaped strings are read too");
+        for bad in [
+            r#"{"v":true}"#,
+            r#"{"v":null}"#,
+            r#"{"v":"x"}"#,
+            r#"{"v":[1]}"#,
+            r#"{"v":1,"o":{}}"#,
+        ] {
+            assert!(serde_json::from_str::<T>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

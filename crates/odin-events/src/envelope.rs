@@ -259,20 +259,53 @@ fn str_field<'a>(v: &'a RawValue, field: &'static str) -> Result<Cow<'a, str>, E
 
 /// Reads an event time: epoch milliseconds as a number, or an RFC 3339 string.
 pub fn parse_timestamp(v: &RawValue) -> Result<i64, EnvelopeError> {
-    let bad = || EnvelopeError::BadField {
-        field: "timestamp",
-        reason: format!("expected epoch milliseconds or RFC 3339, got {}", v.get()),
-    };
-    match serde_json::from_str::<serde_json::Value>(v.get()).map_err(|_| bad())? {
-        serde_json::Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-            .ok_or_else(bad),
-        serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(&s)
+    let mut de = serde_json::Deserializer::from_str(v.get());
+    serde::Deserializer::deserialize_any(&mut de, TimestampVisitor).map_err(|_| {
+        EnvelopeError::BadField {
+            field: "timestamp",
+            reason: format!("expected epoch milliseconds or RFC 3339, got {}", v.get()),
+        }
+    })
+}
+
+/// Epoch milliseconds from a JSON number (fractions truncated, out of range saturated) or a
+/// string holding RFC 3339 or an integer; read straight from the deserializer because every
+/// trade passes through it.
+pub(crate) struct TimestampVisitor;
+
+impl serde::de::Visitor<'_> for TimestampVisitor {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("epoch milliseconds or RFC 3339")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+        Ok(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+
+    #[allow(clippy::cast_possible_truncation)] // saturating float → int is the rule
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+        if v.is_finite() {
+            Ok(v as i64)
+        } else {
+            Err(E::custom("timestamp is not finite"))
+        }
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<i64, E> {
+        chrono::DateTime::parse_from_rfc3339(s)
             .map(|t| t.timestamp_millis())
             .or_else(|_| s.parse::<i64>())
-            .map_err(|_| bad()),
-        _ => Err(bad()),
+            .map_err(|_| {
+                E::custom(format!(
+                    "field \"timestamp\": expected epoch milliseconds or RFC 3339, got {s:?}"
+                ))
+            })
     }
 }
 

@@ -76,8 +76,7 @@ pub enum TradeError {
 }
 
 fn de_timestamp<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    let raw = <&'de serde_json::value::RawValue>::deserialize(d)?;
-    crate::envelope::parse_timestamp(raw).map_err(serde::de::Error::custom)
+    d.deserialize_any(crate::envelope::TimestampVisitor)
 }
 
 /// A trade on `trade-info`:
