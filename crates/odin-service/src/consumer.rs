@@ -13,6 +13,7 @@ use rskafka::client::Client;
 use rskafka::record::RecordAndOffset;
 use tracing::{debug, warn};
 
+use crate::fetch_mux::FetchMux;
 use crate::kafka::KafkaHealth;
 
 /// Where a consumer starts.
@@ -83,6 +84,9 @@ pub struct PartitionConsumer {
     high_watermark: i64,
     settings: FetchSettings,
     health: Option<KafkaHealth>,
+    /// Fetches ride in shared multi-partition requests; `client` then serves only offset
+    /// look-ups and mid-batch re-reads.
+    mux: Option<FetchMux>,
     backoff: Duration,
     failures: u64,
 }
@@ -112,6 +116,7 @@ impl PartitionConsumer {
             high_watermark: 0,
             settings,
             health: None,
+            mux: None,
             backoff: MIN_BACKOFF,
             failures: 0,
         }
@@ -120,6 +125,12 @@ impl PartitionConsumer {
     /// Report connection state to `health` on every success and failure.
     pub fn with_health(mut self, health: KafkaHealth) -> Self {
         self.health = Some(health);
+        self
+    }
+
+    /// Fetch through `mux` (see [`crate::fetch_mux`]).
+    pub fn with_mux(mut self, mux: FetchMux) -> Self {
+        self.mux = Some(mux);
         self
     }
 
@@ -208,14 +219,22 @@ impl PartitionConsumer {
     async fn try_fetch(&mut self) -> Result<Batch, RsError> {
         let pc = self.partition_client().await?;
         let offset = self.resolve_start(&pc).await?;
-        match fetch_from(
-            &pc,
-            offset,
-            self.settings.max_bytes,
-            self.settings.max_wait_ms,
-        )
-        .await
-        {
+        let fetched = match &self.mux {
+            Some(mux) => match mux.fetch(&self.topic, self.partition, offset).await {
+                Ok(first) => settle_inside_batch(&pc, offset, self.settings.max_bytes, first).await,
+                Err(e) => Err(e),
+            },
+            None => {
+                fetch_from(
+                    &pc,
+                    offset,
+                    self.settings.max_bytes,
+                    self.settings.max_wait_ms,
+                )
+                .await
+            }
+        };
+        match fetched {
             Ok((records, hwm)) => {
                 self.high_watermark = hwm;
                 if let Some(last) = records.last() {
@@ -311,9 +330,20 @@ pub async fn fetch_from(
     max_bytes: i32,
     max_wait_ms: i32,
 ) -> Result<(Vec<RecordAndOffset>, i64), RsError> {
-    let (records, hwm) = pc
+    let first = pc
         .fetch_records(offset, 1..max_bytes.max(2), max_wait_ms)
         .await?;
+    settle_inside_batch(pc, offset, max_bytes, first).await
+}
+
+/// Completes a fetch answer `(records, hwm)` for `offset`: re-reads from a batch boundary
+/// when the position is inside a batch (see [`read_from_inside_batch`]).
+async fn settle_inside_batch(
+    pc: &PartitionClient,
+    offset: i64,
+    max_bytes: i32,
+    (records, hwm): (Vec<RecordAndOffset>, i64),
+) -> Result<(Vec<RecordAndOffset>, i64), RsError> {
     // A first record past the position, or nothing although the log goes further: the
     // position is inside a batch.
     let inside_batch = match records.first() {

@@ -20,6 +20,16 @@ pub enum SlowClientPolicy {
     Disconnect,
 }
 
+/// How partitions are fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FetchMode {
+    /// One Fetch request per broker carries every partition it leads (one connection per
+    /// broker): the broker answers one request per cycle instead of one per partition.
+    Multi,
+    /// One connection and one request per partition.
+    Partition,
+}
+
 /// Where consumption starts when the gateway starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StartPosition {
@@ -54,6 +64,17 @@ pub struct Config {
     /// so this is the worst-case added latency on tansu; every partition polls this often.
     #[arg(long, env = "KAFKA_FETCH_MAX_WAIT_MS", default_value_t = 20)]
     pub fetch_max_wait_ms: i32,
+
+    /// `multi`: every partition's fetch rides in one request per broker (one connection per
+    /// broker); `partition`: a connection and a request per partition. With 96 partitions
+    /// and short waits, `multi` is what keeps the broker (tansu above all) from saturating.
+    #[arg(long, env = "KAFKA_FETCH_MODE", value_enum, default_value_t = FetchMode::Multi)]
+    pub fetch_mode: FetchMode,
+
+    /// Connections per broker in `multi` fetch mode; partitions are dealt to them
+    /// round-robin and the broker serves the connections in parallel.
+    #[arg(long, env = "KAFKA_FETCH_CONNECTIONS", default_value_t = 4)]
+    pub fetch_connections: usize,
 
     /// Client-side polling: when > 0, every fetch asks with max-wait 0 and a partition whose
     /// fetch came back empty waits this long before the next one. tansu holds every fetch for
@@ -161,6 +182,12 @@ impl Config {
                 "KAFKA_FETCH_MAX_WAIT_MS={} is outside 0..=30000",
                 self.fetch_max_wait_ms
             ));
+        }
+        if !(1..=256).contains(&self.fetch_connections) {
+            return Err(ConfigError(format!(
+                "KAFKA_FETCH_CONNECTIONS={} is outside 1..=256",
+                self.fetch_connections
+            )));
         }
         if self.fetch_poll_ms > 10_000 {
             return bad(format!(

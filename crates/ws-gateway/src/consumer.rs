@@ -1,6 +1,7 @@
-//! Kafka consumption: one task per partition of every event topic, each on its own rskafka
-//! `Client` (its own connection: a long-polling fetch blocks everything behind it on a shared
-//! connection), a metadata refresher that discovers new topics and partitions, and the
+//! Kafka consumption: one task per partition of every event topic — in `multi` fetch mode
+//! their fetches ride in one request per broker ([`odin_service::fetch_mux`]); in
+//! `partition` mode each has its own rskafka `Client` (its own connection: a long-polling
+//! fetch blocks everything behind it on a shared connection) — a metadata refresher that discovers new topics and partitions, and the
 //! record → frame → fan-out step with dead-lettering of unreadable records.
 //!
 //! No consumer group: every gateway instance reads every partition, because each instance
@@ -16,7 +17,7 @@ use odin_events::envelope::parse_record;
 use odin_events::{Category, TopicNames};
 use odin_service::kafka::partition_counts;
 use odin_service::{
-    FetchSettings, KafkaConnector, KafkaHealth, PartitionConsumer, Producer, StartFrom,
+    FetchMux, FetchSettings, KafkaConnector, KafkaHealth, PartitionConsumer, Producer, StartFrom,
 };
 use rskafka::record::RecordAndOffset;
 use tokio::sync::Semaphore;
@@ -97,6 +98,10 @@ pub struct Consumption {
     pub names: TopicNames,
     pub start: StartFrom,
     pub fetch: FetchSettings,
+    /// Set in `multi` fetch mode: fetches ride in one request per broker, and the partition
+    /// consumers share `shared_client` for offset look-ups (no long poll ever waits on it).
+    pub mux: Option<FetchMux>,
+    pub shared_client: tokio::sync::OnceCell<Arc<rskafka::client::Client>>,
     /// Client-side polling (`KAFKA_FETCH_POLL_MS`): the pause after an empty fetch.
     pub poll_interval: Option<Duration>,
     pub metadata_refresh: Duration,
@@ -226,12 +231,33 @@ async fn run_partition(
 ) {
     let topic = status.topic.clone();
     let partition = status.partition;
-    let client = match ctx.connector.client_with_retry(&ctx.health, &cancel).await {
-        Ok(c) => Arc::new(c),
-        Err(_) => return,
+    let client = match &ctx.mux {
+        Some(_) => {
+            let shared = ctx
+                .shared_client
+                .get_or_try_init(|| async {
+                    ctx.connector
+                        .client_with_retry(&ctx.health, &cancel)
+                        .await
+                        .map(Arc::new)
+                })
+                .await;
+            match shared {
+                Ok(c) => Arc::clone(c),
+                Err(_) => return,
+            }
+        }
+        // Its own connection: a long poll blocks every other request on a connection.
+        None => match ctx.connector.client_with_retry(&ctx.health, &cancel).await {
+            Ok(c) => Arc::new(c),
+            Err(_) => return,
+        },
     };
     let mut consumer = PartitionConsumer::new(client, topic.clone(), partition, start, ctx.fetch)
         .with_health(ctx.health.clone());
+    if let Some(mux) = &ctx.mux {
+        consumer = consumer.with_mux(mux.clone());
+    }
     let category = ctx.names.category_of_topic(&topic);
     let pm = PartitionMetrics {
         consumed: counter!(m::RECORDS_CONSUMED, "topic" => topic.clone()),

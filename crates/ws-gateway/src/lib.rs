@@ -95,20 +95,32 @@ pub async fn run(
             KafkaHealth::new(metrics::DLQ_KAFKA_CONNECTED),
         )
     });
+    let stop_consumers = CancellationToken::new();
+    let fetch = FetchSettings {
+        // Polling asks for an immediate answer and paces itself.
+        max_wait_ms: if config.fetch_poll_ms > 0 {
+            0
+        } else {
+            config.fetch_max_wait_ms
+        },
+        max_bytes: config.fetch_max_bytes,
+        request_timeout: connector.request_timeout(),
+    };
+    let mux = (config.fetch_mode == config::FetchMode::Multi).then(|| {
+        odin_service::FetchMux::spawn(
+            connector.brokers().to_vec(),
+            fetch,
+            config.fetch_connections,
+            stop_consumers.clone(),
+        )
+    });
     let consumption = Arc::new(consumer::Consumption {
         connector: connector.clone(),
         names: config.topics.names(),
         start: config.start_from.into(),
-        fetch: FetchSettings {
-            // Polling asks for an immediate answer and paces itself.
-            max_wait_ms: if config.fetch_poll_ms > 0 {
-                0
-            } else {
-                config.fetch_max_wait_ms
-            },
-            max_bytes: config.fetch_max_bytes,
-            request_timeout: connector.request_timeout(),
-        },
+        fetch,
+        mux,
+        shared_client: tokio::sync::OnceCell::new(),
         poll_interval: (config.fetch_poll_ms > 0)
             .then(|| std::time::Duration::from_millis(config.fetch_poll_ms)),
         metadata_refresh: config.metadata_refresh,
@@ -122,7 +134,6 @@ pub async fn run(
     });
 
     let stop_sessions = CancellationToken::new();
-    let stop_consumers = CancellationToken::new();
     let consumers = TaskTracker::new();
     consumers.spawn(consumer::supervise(
         consumption,
