@@ -45,6 +45,8 @@ const MAX_MESSAGE_SIZE: usize = 100 * 1024 * 1024;
 const MAX_PARTITIONS_PER_REQUEST: usize = 1024;
 /// Fetches queued per lane: about one per partition consumer; senders wait when it is full.
 const QUEUE: usize = 4096;
+/// Longest a lane waits for the partitions of its previous request to ask again.
+const GATHER: Duration = Duration::from_millis(1);
 /// Metadata is not asked for again sooner than this for a partition it did not list.
 const METADATA_MIN_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -288,6 +290,8 @@ async fn lane(
     cancel: CancellationToken,
 ) {
     let mut conn: Option<Messenger<TcpStream>> = None;
+    // Every partition this lane has fetched for.
+    let mut known: std::collections::HashSet<(String, i32)> = std::collections::HashSet::new();
     let limit =
         settings.request_timeout + Duration::from_millis(settings.max_wait_ms.max(0) as u64);
     loop {
@@ -298,15 +302,30 @@ async fn lane(
                 None => break,
             },
         };
-        // Consumers answered by the previous round ask again within microseconds: let
-        // them, so they ride in this request rather than wait a whole round.
-        tokio::task::yield_now().await;
+        // Consumers answered by the previous round ask again within microseconds: wait for
+        // every partition this lane has served (briefly), so none misses this request and
+        // then waits out a whole long-poll for the next one.
+        known.insert((first.topic.clone(), first.partition));
         let mut batch = vec![first];
-        while batch.len() < MAX_PARTITIONS_PER_REQUEST {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
+        let deadline = tokio::time::Instant::now() + GATHER;
+        let mut asked: std::collections::HashSet<(String, i32)> = std::collections::HashSet::new();
+        asked.insert((batch[0].topic.clone(), batch[0].partition));
+        while asked.len() < known.len() && batch.len() < MAX_PARTITIONS_PER_REQUEST {
+            let p = match rx.try_recv() {
+                Ok(p) => p,
+                Err(_) => tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    p = rx.recv() => match p {
+                        Some(p) => p,
+                        None => break,
+                    },
+                },
+            };
+            let key = (p.topic.clone(), p.partition);
+            asked.insert(key.clone());
+            known.insert(key);
+            batch.push(p);
         }
         let batch = dedupe(batch);
         if batch.is_empty() {
