@@ -97,7 +97,10 @@ if has aggregator; then
   start aggregator env AGGREGATOR_ADDR="127.0.0.1:${AGG_PORT}" "$BIN/aggregator"
 fi
 if has ws-gateway; then
-  start ws-gateway env WS_ADDR="127.0.0.1:${WS_PORT}" "$BIN/ws-gateway"
+  # The gateway's fetches ride in a few multi-partition requests (KAFKA_FETCH_MODE=multi),
+  # so a 2 ms wait costs the broker little and keeps delivery within a few milliseconds.
+  start ws-gateway env WS_ADDR="127.0.0.1:${WS_PORT}" \
+    KAFKA_FETCH_MAX_WAIT_MS="${DEV_WS_FETCH_MAX_WAIT_MS:-2}" "$BIN/ws-gateway"
 fi
 if has publisher; then
   start publisher env API_PORT="$API_PORT" API_HOST=127.0.0.1 "$BIN/publisher"

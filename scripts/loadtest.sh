@@ -22,7 +22,7 @@ export LOADTEST_DURATION="${LOADTEST_DURATION:-20}"
 export LOADTEST_WARMUP="${LOADTEST_WARMUP:-2s}"
 export LOADTEST_DRAIN="${LOADTEST_DRAIN:-10s}"
 # tansu does not wake a waiting fetch when data arrives: keep the wait short.
-export KAFKA_FETCH_MAX_WAIT_MS="${KAFKA_FETCH_MAX_WAIT_MS:-5}"
+export KAFKA_FETCH_MAX_WAIT_MS="${KAFKA_FETCH_MAX_WAIT_MS:-1}"
 export LOG_LEVEL="${LOG_LEVEL:-warn}"
 SCRIPT_TIMEOUT="${LOADTEST_SCRIPT_TIMEOUT:-300}"
 
