@@ -70,7 +70,10 @@ pids+=($!)
 "$BIN/loadtest" --create-topics >&2
 
 echo "==> ws-gateway on 127.0.0.1:${WS_PORT}" >&2
+# One gateway worker: broker, gateway and loadtest share this machine's cores, and a single
+# worker saves a cross-thread wake-up per delivery (docs/benchmarks.md compares 1 and 2).
 WS_ADDR="127.0.0.1:${WS_PORT}" WS_MAX_CONNECTIONS="$((LOADTEST_TARGET + 100))" \
+  WS_WORKER_THREADS="${WS_WORKER_THREADS:-1}" \
   "$BIN/ws-gateway" >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!
 pids+=("$GW_PID")

@@ -105,6 +105,12 @@ pub struct Config {
     #[arg(long, env = "WS_MAX_CLIENT_MSGS_PER_SEC", default_value_t = 20)]
     pub max_client_msgs_per_sec: u32,
 
+    /// Runtime worker threads; 0 = one per available core. On a machine shared with the
+    /// broker (and a load generator), 1 avoids cross-thread wake-ups per delivery
+    /// (docs/benchmarks.md: scenario 2 p99 93 ms with 1, 180 ms with 2 on 2 cores).
+    #[arg(long, env = "WS_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+
     /// Open WebSocket connections; beyond it upgrades get HTTP 503 before the handshake.
     #[arg(long, env = "WS_MAX_CONNECTIONS", default_value_t = 12_000)]
     pub max_connections: usize,
@@ -210,6 +216,12 @@ impl Config {
         if self.max_connections == 0 {
             return bad("WS_MAX_CONNECTIONS must be at least 1".into());
         }
+        if self.worker_threads > 1024 {
+            return bad(format!(
+                "WS_WORKER_THREADS={} is above 1024",
+                self.worker_threads
+            ));
+        }
         if self.client_queue == 0 {
             return bad("WS_CLIENT_QUEUE must be at least 1".into());
         }
@@ -262,6 +274,9 @@ mod tests {
         assert_eq!(c.max_channels_per_conn, 1000);
         assert_eq!(c.max_kafka_rate, 0);
         assert!(!c.dlq);
+        assert_eq!(c.fetch_mode, FetchMode::Multi);
+        assert_eq!(c.fetch_connections, 4);
+        assert_eq!(c.worker_threads, 0);
     }
 
     #[test]
@@ -272,6 +287,13 @@ mod tests {
             .validate()
             .is_err());
         assert!(Config::try_parse_from(["ws-gateway", "--slow-client", "maybe"]).is_err());
+        assert!(parse(&["--fetch-connections", "0"]).validate().is_err());
+        assert!(parse(&["--worker-threads", "5000"]).validate().is_err());
+        assert!(Config::try_parse_from(["ws-gateway", "--fetch-mode", "both"]).is_err());
+        assert_eq!(
+            parse(&["--fetch-mode", "partition"]).fetch_mode,
+            FetchMode::Partition
+        );
         assert_eq!(
             parse(&["--slow-client", "drop", "--dlq"]).slow_client,
             SlowClientPolicy::Drop

@@ -4,14 +4,25 @@ use anyhow::Context;
 use clap::Parser;
 use ws_gateway::Config;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    odin_service::telemetry::init_tracing(&config.telemetry);
     if let Err(e) = config.validate() {
         eprintln!("ws-gateway: {e}");
         std::process::exit(2);
     }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if config.worker_threads > 0 {
+        runtime.worker_threads(config.worker_threads);
+    }
+    runtime
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    odin_service::telemetry::init_tracing(&config.telemetry);
     let addr = odin_service::config::parse_listen_addr(&config.ws_addr)
         .map_err(anyhow::Error::msg)
         .context("WS_ADDR")?;
