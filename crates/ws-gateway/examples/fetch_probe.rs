@@ -1,4 +1,10 @@
-//! Probe: broker CPU of per-partition fetch loops vs one multi-partition fetch loop.
+//! Broker CPU of fetching the 96 event partitions one request per partition vs in
+//! multi-partition requests (the measurement behind `KAFKA_FETCH_MODE=multi`, see
+//! docs/benchmarks.md). Runs 10 s against a broker with the event topics created.
+//!
+//! `fetch_probe <broker addr> <broker pid> per|one|topic <max-wait ms>` (`AT=<offset>` sets
+//! the fetch offset); `fetch_probe <addr> <pid> fill <n>` first writes n one-record batches
+//! to each `odin.trades` partition.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::sync::Arc;
 use std::time::Instant;
