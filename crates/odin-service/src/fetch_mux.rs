@@ -201,7 +201,7 @@ async fn route(
     let mut leaders: Leaders = HashMap::new();
     let mut addrs: HashMap<i32, String> = HashMap::new();
     // (leader, slot) → lane; a partition keeps its slot for life, slots dealt round-robin.
-    let mut lanes: HashMap<(i32, usize), mpsc::Sender<Pending>> = HashMap::new();
+    let mut lanes: HashMap<(i32, usize), (String, mpsc::Sender<Pending>)> = HashMap::new();
     let mut slots: HashMap<(String, i32), usize> = HashMap::new();
     let (stale_tx, mut stale_rx) = mpsc::channel::<(String, i32)>(QUEUE);
     let mut last_refresh: Option<Instant> = None;
@@ -262,7 +262,12 @@ async fn route(
         };
         let next = slots.len();
         let slot = *slots.entry(key).or_insert(next % lanes_per_broker);
-        let lane = lanes.entry((leader, slot)).or_insert_with(|| {
+        // A broker that moved (new address for its id) gets a new lane; the old one ends
+        // when its sender is dropped here.
+        if lanes.get(&(leader, slot)).is_some_and(|(at, _)| at != addr) {
+            lanes.remove(&(leader, slot));
+        }
+        let (_, lane) = lanes.entry((leader, slot)).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
             tokio::spawn(lane(
                 addr.clone(),
@@ -271,7 +276,7 @@ async fn route(
                 stale_tx.clone(),
                 cancel.clone(),
             ));
-            tx
+            (addr.clone(), tx)
         });
         if let Err(mpsc::error::SendError(p)) = lane.send(p).await {
             lanes.remove(&(leader, slot));
@@ -337,6 +342,7 @@ async fn lane(
                 Ok(m) => m,
                 Err(e) => {
                     warn!(broker = %addr, error = %e, "fetch connection failed");
+                    forget_leaders(&batch, &stale);
                     for p in batch {
                         p.fail(RsError::InvalidResponse(format!(
                             "fetch connection to {addr}: {e}"
@@ -358,17 +364,27 @@ async fn lane(
             }
             Ok(Err(e)) => {
                 warn!(broker = %addr, error = %e, "multiplexed fetch failed");
+                forget_leaders(&batch, &stale);
                 for p in batch {
                     p.fail(RsError::InvalidResponse(format!("fetch from {addr}: {e}")));
                 }
             }
             Err(_) => {
                 warn!(broker = %addr, ?limit, "multiplexed fetch timed out");
+                forget_leaders(&batch, &stale);
                 for p in batch {
                     p.fail(RsError::Timeout);
                 }
             }
         }
+    }
+}
+
+/// A broker that cannot be reached may have lost its partitions' leadership (a cluster
+/// moves it to another broker): let the router look the leaders up again.
+fn forget_leaders(batch: &[Pending], stale: &mpsc::Sender<(String, i32)>) {
+    for p in batch {
+        let _ = stale.try_send((p.topic.clone(), p.partition));
     }
 }
 
