@@ -521,3 +521,75 @@ fn records(batches: Vec<RecordBatch>, offset: i64) -> Result<Vec<RecordAndOffset
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> (Pending, oneshot::Receiver<FetchResult>) {
+        let (reply, rx) = oneshot::channel();
+        (
+            Pending {
+                topic: topic.into(),
+                partition,
+                offset,
+                reply,
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn dedupe_keeps_the_newest_ask_and_drops_abandoned_ones() {
+        let (a_old, _a_old_rx) = pending("a", 0, 1);
+        let (b, _b_rx) = pending("b", 0, 7);
+        let (gone, gone_rx) = pending("c", 3, 0);
+        drop(gone_rx);
+        let (a_new, _a_new_rx) = pending("a", 0, 5);
+        let kept: Vec<(String, i32, i64)> = dedupe(vec![a_old, b, gone, a_new])
+            .into_iter()
+            .map(|p| (p.topic, p.partition, p.offset))
+            .collect();
+        assert_eq!(kept, [("b".into(), 0, 7), ("a".into(), 0, 5)]);
+    }
+
+    #[test]
+    fn one_request_names_each_topic_once_with_all_its_partitions() {
+        let asks: Vec<_> = [("a", 0, 10), ("b", 2, 20), ("a", 1, 11)]
+            .into_iter()
+            .map(|(t, p, o)| pending(t, p, o))
+            .collect();
+        let batch: Vec<Pending> = asks.into_iter().map(|(p, _)| p).collect();
+        let settings = FetchSettings {
+            max_wait_ms: 3,
+            max_bytes: 4096,
+            request_timeout: Duration::from_secs(1),
+        };
+        let req = request(&batch, settings);
+        assert_eq!(req.max_wait_ms.0, 3);
+        let shape: Vec<(String, Vec<(i32, i64)>)> = req
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.topic.0.clone(),
+                    t.partitions
+                        .iter()
+                        .map(|p| (p.partition.0, p.fetch_offset.0))
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("a".into(), vec![(0, 10), (1, 11)]),
+                ("b".into(), vec![(2, 20)])
+            ]
+        );
+    }
+}
