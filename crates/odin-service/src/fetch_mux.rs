@@ -41,6 +41,8 @@ pub type FetchResult = Result<(Vec<RecordAndOffset>, i64), RsError>;
 
 /// Largest response accepted (rskafka's default).
 const MAX_MESSAGE_SIZE: usize = 100 * 1024 * 1024;
+/// Bytes one answer may carry at most (well under [`MAX_MESSAGE_SIZE`]).
+const MAX_RESPONSE_BYTES: i64 = 32 * 1024 * 1024;
 /// Partitions per request at most; more wait for the next round.
 const MAX_PARTITIONS_PER_REQUEST: usize = 1024;
 /// Fetches queued per lane: about one per partition consumer; senders wait when it is full.
@@ -419,11 +421,15 @@ fn request(batch: &[Pending], settings: FetchSettings) -> FetchRequest {
             }),
         }
     }
+    // The whole answer may hold every partition's share: a total of one partition's share
+    // would starve the partitions after the first busy one (tansu then answers them with no
+    // records below the high-watermark, which looks like a position inside a batch).
+    let total = (i64::from(max.0) * batch.len() as i64).min(MAX_RESPONSE_BYTES);
     FetchRequest {
         replica_id: Int32(-1),
         max_wait_ms: Int32(settings.max_wait_ms.max(0)),
         min_bytes: Int32(1),
-        max_bytes: Some(max),
+        max_bytes: Some(Int32(i32::try_from(total).unwrap_or(i32::MAX))),
         // As rskafka's partition client: only committed records.
         isolation_level: Some(IsolationLevel::ReadCommitted),
         topics,
@@ -571,6 +577,11 @@ mod tests {
         };
         let req = request(&batch, settings);
         assert_eq!(req.max_wait_ms.0, 3);
+        assert_eq!(
+            req.max_bytes.map(|b| b.0),
+            Some(3 * 4096),
+            "every partition's share"
+        );
         let shape: Vec<(String, Vec<(i32, i64)>)> = req
             .topics
             .iter()
