@@ -19,6 +19,8 @@
 # only when M is 0. Reports (JUnit XML, logs) stay in $API_FUZZ_OUT (default target/api-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/procs.sh
+source scripts/lib/procs.sh
 
 EXAMPLES="${API_FUZZ_EXAMPLES:-100}"
 OUT="$(mkdir -p "${API_FUZZ_OUT:-target/api-fuzz}" && cd "${API_FUZZ_OUT:-target/api-fuzz}" && pwd)"
@@ -46,23 +48,11 @@ if [[ -z "${API_FUZZ_SKIP_BUILD:-}" ]]; then
   cargo build -p publisher -p aggregator -p odin-service --bins >&2
 fi
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 pids=()
 cleanup() {
   trap - INT TERM EXIT
-  for ((i=${#pids[@]}-1; i>=0; i--)); do
-    kill -TERM "${pids[$i]}" 2>/dev/null || true
-  done
-  for ((i=${#pids[@]}-1; i>=0; i--)); do
-    for _ in $(seq 50); do
-      kill -0 "${pids[$i]}" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "${pids[$i]}" 2>/dev/null || true
-  done
+  stop_pids 50 "${pids[@]}"
 }
 trap cleanup INT TERM EXIT
 

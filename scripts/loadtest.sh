@@ -9,6 +9,8 @@
 # Exit status: the loadtest's (0 clean, 1 something lost or failed, 2 setup error).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/procs.sh
+source scripts/lib/procs.sh
 
 export LOADTEST_TARGET="${LOADTEST_TARGET:-1200}"
 export LOADTEST_RAMP_RATE="${LOADTEST_RAMP_RATE:-600}"
@@ -26,9 +28,6 @@ export KAFKA_FETCH_MAX_WAIT_MS="${KAFKA_FETCH_MAX_WAIT_MS:-1}"
 export LOG_LEVEL="${LOG_LEVEL:-warn}"
 SCRIPT_TIMEOUT="${LOADTEST_SCRIPT_TIMEOUT:-300}"
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 TANSU_BIN="$(scripts/install-broker.sh | tail -n 1)"
 if [[ -z "${LOADTEST_SKIP_BUILD:-}" ]]; then
@@ -41,16 +40,7 @@ WORK="$(mktemp -d -t odin-loadtest.XXXXXX)"
 pids=()
 cleanup() {
   trap - INT TERM EXIT
-  for ((i=${#pids[@]}-1; i>=0; i--)); do
-    kill -TERM "${pids[$i]}" 2>/dev/null || true
-  done
-  for ((i=${#pids[@]}-1; i>=0; i--)); do
-    for _ in $(seq 50); do
-      kill -0 "${pids[$i]}" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "${pids[$i]}" 2>/dev/null || true
-  done
+  stop_pids 50 "${pids[@]}"
   rm -rf "$WORK"
 }
 trap cleanup INT TERM EXIT

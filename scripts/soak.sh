@@ -13,6 +13,8 @@
 # defaults to target/soak), and the loadtest's exit status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/procs.sh
+source scripts/lib/procs.sh
 
 SOAK_TARGET="${SOAK_TARGET:-12000}"
 SOAK_DURATION="${SOAK_DURATION:-1800}"
@@ -39,23 +41,11 @@ if [[ -z "${SOAK_SKIP_BUILD:-}" ]]; then
   cargo build --release -p ws-gateway -p loadtest >&2
 fi
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 pids=()
 cleanup() {
   trap - INT TERM EXIT
-  for ((i=${#pids[@]}-1; i>=0; i--)); do
-    kill -TERM "${pids[$i]}" 2>/dev/null || true
-  done
-  for ((i=${#pids[@]}-1; i>=0; i--)); do
-    for _ in $(seq 100); do
-      kill -0 "${pids[$i]}" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "${pids[$i]}" 2>/dev/null || true
-  done
+  stop_pids 100 "${pids[@]}"
 }
 trap cleanup INT TERM EXIT
 
