@@ -10,9 +10,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::http::Listener;
@@ -62,18 +60,10 @@ pub async fn respond(stream: &mut TcpStream, path: &str, shared: &Listener) {
     } else {
         return;
     };
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: {cache}\r\n\
-         X-Content-Type-Options: nosniff\r\nContent-Security-Policy: {CSP}\r\nConnection: close\r\n\r\n",
-        body.len()
+    let headers = format!(
+        "Cache-Control: {cache}\r\nX-Content-Type-Options: nosniff\r\nContent-Security-Policy: {CSP}\r\n"
     );
-    let write = async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
-        stream.shutdown().await
-    };
-    // A browser that stops reading must not hold the task.
-    let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
+    crate::http::write_response(stream, 200, "OK", content_type, &headers, &body).await;
 }
 
 /// The figures of `/stats` (field list in the README's console section).

@@ -171,8 +171,21 @@ async fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: 
     if status == 401 {
         extra = "WWW-Authenticate: Bearer\r\n";
     }
+    write_response(stream, status, reason, content_type, extra, body).await;
+}
+
+/// Writes one whole response (`extra_headers`: complete `Name: value\r\n` lines) and closes
+/// the connection. A peer that stops reading must not hold the task.
+pub(crate) async fn write_response(
+    stream: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    extra_headers: &str,
+    body: &str,
+) {
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra_headers}Connection: close\r\n\r\n",
         body.len()
     );
     let write = async {
