@@ -13,7 +13,7 @@
 //! Requests use rskafka's own protocol types and messenger (its `unstable-fuzzing` feature
 //! exposes them), so records are decoded exactly as rskafka's partition client decodes them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -298,7 +298,7 @@ async fn lane(
 ) {
     let mut conn: Option<Messenger<TcpStream>> = None;
     // Every partition this lane has fetched for.
-    let mut known: std::collections::HashSet<(String, i32)> = std::collections::HashSet::new();
+    let mut known: HashSet<(String, i32)> = HashSet::new();
     let limit =
         settings.request_timeout + Duration::from_millis(settings.max_wait_ms.max(0) as u64);
     loop {
@@ -312,12 +312,10 @@ async fn lane(
         // Consumers answered by the previous round ask again within microseconds: wait for
         // every partition this lane has served (briefly), so none misses this request and
         // then waits out a whole long-poll for the next one.
-        known.insert((first.topic.clone(), first.partition));
-        let mut batch = vec![first];
+        let mut round = Round::default();
+        round.add(first, &mut known);
         let deadline = tokio::time::Instant::now() + GATHER;
-        let mut asked: std::collections::HashSet<(String, i32)> = std::collections::HashSet::new();
-        asked.insert((batch[0].topic.clone(), batch[0].partition));
-        while asked.len() < known.len() && batch.len() < MAX_PARTITIONS_PER_REQUEST {
+        while round.len() < known.len() && round.len() < MAX_PARTITIONS_PER_REQUEST {
             let p = match rx.try_recv() {
                 Ok(p) => p,
                 Err(_) => tokio::select! {
@@ -329,12 +327,9 @@ async fn lane(
                     },
                 },
             };
-            let key = (p.topic.clone(), p.partition);
-            asked.insert(key.clone());
-            known.insert(key);
-            batch.push(p);
+            round.add(p, &mut known);
         }
-        let batch = dedupe(batch);
+        let batch = round.into_batch();
         if batch.is_empty() {
             continue;
         }
@@ -390,18 +385,33 @@ fn forget_leaders(batch: &[Pending], stale: &mpsc::Sender<(String, i32)>) {
     }
 }
 
-/// Drops fetches nobody waits for any more (a consumer timed out) and keeps the newest of
-/// any partition asked twice: a request names each partition once.
-fn dedupe(batch: Vec<Pending>) -> Vec<Pending> {
-    let mut seen = std::collections::HashSet::new();
-    let mut out: Vec<Pending> = batch
-        .into_iter()
-        .rev()
-        .filter(|p| !p.reply.is_closed())
-        .filter(|p| seen.insert((p.topic.clone(), p.partition)))
-        .collect();
-    out.reverse();
-    out
+/// The fetches gathered for one request, one per partition: a later ask for a partition
+/// replaces the earlier one (a request names each partition once).
+#[derive(Default)]
+struct Round(HashMap<(String, i32), Pending>);
+
+impl Round {
+    /// Adds `p`, and its partition to those the lane has served (`known`).
+    fn add(&mut self, p: Pending, known: &mut HashSet<(String, i32)>) {
+        let key = (p.topic.clone(), p.partition);
+        if !known.contains(&key) {
+            known.insert(key.clone());
+        }
+        self.0.insert(key, p);
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The fetches still awaited: those nobody waits for any more (a consumer timed out)
+    /// are dropped.
+    fn into_batch(self) -> Vec<Pending> {
+        self.0
+            .into_values()
+            .filter(|p| !p.reply.is_closed())
+            .collect()
+    }
 }
 
 fn request(batch: &[Pending], settings: FetchSettings) -> FetchRequest {
@@ -550,17 +560,26 @@ mod tests {
     }
 
     #[test]
-    fn dedupe_keeps_the_newest_ask_and_drops_abandoned_ones() {
+    fn a_round_keeps_the_newest_ask_and_drops_abandoned_ones() {
         let (a_old, _a_old_rx) = pending("a", 0, 1);
         let (b, _b_rx) = pending("b", 0, 7);
         let (gone, gone_rx) = pending("c", 3, 0);
         drop(gone_rx);
         let (a_new, _a_new_rx) = pending("a", 0, 5);
-        let kept: Vec<(String, i32, i64)> = dedupe(vec![a_old, b, gone, a_new])
+        let mut known = HashSet::new();
+        let mut round = Round::default();
+        for p in [a_old, b, gone, a_new] {
+            round.add(p, &mut known);
+        }
+        assert_eq!(round.len(), 3);
+        assert_eq!(known.len(), 3, "the abandoned partition was still served");
+        let mut kept: Vec<(String, i32, i64)> = round
+            .into_batch()
             .into_iter()
             .map(|p| (p.topic, p.partition, p.offset))
             .collect();
-        assert_eq!(kept, [("b".into(), 0, 7), ("a".into(), 0, 5)]);
+        kept.sort();
+        assert_eq!(kept, [("a".into(), 0, 5), ("b".into(), 0, 7)]);
     }
 
     #[test]
