@@ -178,15 +178,17 @@ async fn metadata(
     Err(last)
 }
 
-fn partition_error(topic: &str, partition: i32, e: ProtocolError, hwm: i64) -> RsError {
+fn partition_error(
+    topic: &str,
+    partition: i32,
+    e: ProtocolError,
+    response: Option<ServerErrorResponse>,
+) -> RsError {
     RsError::ServerError {
         protocol_error: e,
         error_message: None,
         request: RequestContext::Partition(topic.to_owned(), partition),
-        response: Some(ServerErrorResponse::PartitionFetchState {
-            high_watermark: hwm,
-            last_stable_offset: None,
-        }),
+        response,
         is_virtual: false,
     }
 }
@@ -249,7 +251,7 @@ async fn route(
                 &key.0,
                 key.1,
                 ProtocolError::UnknownTopicOrPartition,
-                -1,
+                None,
             ));
             continue;
         };
@@ -258,7 +260,7 @@ async fn route(
                 &key.0,
                 key.1,
                 ProtocolError::LeaderNotAvailable,
-                -1,
+                None,
             ));
             continue;
         };
@@ -474,18 +476,15 @@ fn dispatch(resp: FetchResponse, batch: Vec<Pending>, stale: &mpsc::Sender<(Stri
                 ) {
                     let _ = stale.try_send((p.topic.clone(), p.partition));
                 }
-                let mut err = partition_error(&p.topic, p.partition, e, hwm);
-                if let RsError::ServerError {
-                    response:
-                        Some(ServerErrorResponse::PartitionFetchState {
-                            last_stable_offset, ..
-                        }),
-                    ..
-                } = &mut err
-                {
-                    *last_stable_offset = part.last_stable_offset.map(|x| x.0);
-                }
-                Err(err)
+                Err(partition_error(
+                    &p.topic,
+                    p.partition,
+                    e,
+                    Some(ServerErrorResponse::PartitionFetchState {
+                        high_watermark: hwm,
+                        last_stable_offset: part.last_stable_offset.map(|x| x.0),
+                    }),
+                ))
             }
             None => records(part.records.0, p.offset).map(|r| (r, hwm)),
         };
