@@ -220,6 +220,27 @@ impl Broker {
         self.create_topics(&names.all_specs()).await
     }
 
+    /// Every topic of `names`, like [`Broker::create_all`], with `partitions` partitions
+    /// instead of the production count (dead-letter topics keep theirs): each partition is
+    /// a fetch loop in every consumer, so tests keep them few.
+    pub async fn create_all_with_partitions(
+        &self,
+        names: &TopicNames,
+        partitions: i32,
+    ) -> Result<()> {
+        let specs: Vec<TopicSpec> = names
+            .all_specs()
+            .into_iter()
+            .map(|mut s| {
+                if s.partitions != odin_events::topics::DLQ_PARTITIONS {
+                    s.partitions = partitions;
+                }
+                s
+            })
+            .collect();
+        self.create_topics(&specs).await
+    }
+
     /// Whether this is a private broker the kit can stop and restart.
     pub fn is_private(&self) -> bool {
         self.port != 0

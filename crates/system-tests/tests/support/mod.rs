@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use odin_events::{EventType, TopicMode, TopicNames, TopicSpec};
+use odin_events::{EventType, TopicMode, TopicNames};
 use odin_service::config::TopicArgs;
 use rskafka::client::partition::UnknownTopicHandling;
 use rskafka::client::Client;
@@ -106,31 +106,10 @@ pub fn env_count(name: &str, default: usize) -> usize {
 /// Creates every topic the services of one test use, with few partitions (each partition is
 /// a fetch loop in every consumer).
 pub async fn create_topics(broker: &Broker, names: &TopicNames, partitions: i32) {
-    let mut specs: Vec<TopicSpec> = names
-        .event_topic_specs()
-        .into_iter()
-        .map(|mut s| {
-            s.partitions = partitions;
-            s
-        })
-        .collect();
-    for t in [&names.trade_info, &names.aggregate_info] {
-        specs.push(TopicSpec {
-            name: t.clone(),
-            partitions,
-            retention_ms: 3_600_000,
-        });
-    }
-    let dlqs: Vec<TopicSpec> = specs
-        .iter()
-        .map(|s| TopicSpec {
-            name: odin_events::topics::dlq_topic(&s.name),
-            partitions: 1,
-            retention_ms: s.retention_ms,
-        })
-        .collect();
-    specs.extend(dlqs);
-    broker.create_topics(&specs).await.unwrap();
+    broker
+        .create_all_with_partitions(names, partitions)
+        .await
+        .unwrap();
 }
 
 /// A service binary running as a child process.

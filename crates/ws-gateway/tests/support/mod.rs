@@ -10,7 +10,7 @@ use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use odin_events::envelope::SOURCE_PUBLISHER;
 use odin_events::{
-    Classification, Envelope, EventType, Metadata, TopicMode, TopicNames, TopicSpec, EVENT_VERSION,
+    Classification, Envelope, EventType, Metadata, TopicMode, TopicNames, EVENT_VERSION,
 };
 use odin_service::config::TopicArgs;
 use odin_service::{KafkaHealth, OutRecord, Producer, ProducerConfig};
@@ -45,26 +45,12 @@ pub fn fresh_names(mode: TopicMode) -> (String, TopicNames) {
     (prefix, args.names())
 }
 
-/// Creates the event topics of `names` (and their dead-letter topics) with `partitions`.
+/// Creates every topic of `names` (the gateway reads the event topics) with `partitions`.
 pub async fn create_topics(broker: &Broker, names: &TopicNames, partitions: i32) {
-    let mut specs: Vec<TopicSpec> = names
-        .event_topic_specs()
-        .into_iter()
-        .map(|mut s| {
-            s.partitions = partitions;
-            s
-        })
-        .collect();
-    let dlqs: Vec<TopicSpec> = specs
-        .iter()
-        .map(|s| TopicSpec {
-            name: odin_events::topics::dlq_topic(&s.name),
-            partitions: 1,
-            retention_ms: s.retention_ms,
-        })
-        .collect();
-    specs.extend(dlqs);
-    broker.create_topics(&specs).await.unwrap();
+    broker
+        .create_all_with_partitions(names, partitions)
+        .await
+        .unwrap();
 }
 
 impl Gateway {
