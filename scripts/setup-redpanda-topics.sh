@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Creates every Odin topic on a Redpanda (or Kafka) cluster with rpk: the event topics,
-# trade-info, aggregate-info and a dead-letter topic for each, with the partitions and
-# retention of crates/odin-events/src/topics.rs. Idempotent: topics that exist get their
-# configuration re-applied (never their partition count: adding partitions moves tokens to
-# other partitions, so a mismatch is reported and left to a person).
+# trade-info, aggregate-info and a dead-letter topic for each, with the partitions, retention
+# and configs of crates/odin-events/src/topics.rs (TopicSpec::configs): retention.ms,
+# segment.ms (10 s on topics kept an hour or less, a twelfth of the retention on the others),
+# cleanup.policy=delete, compression.type=snappy, max.message.bytes=1048576, and
+# min.insync.replicas. Replication and configs come from the environment below.
+# Idempotent: topics that exist get their configuration re-applied (never their partition
+# count or replication: adding partitions moves tokens to other partitions, and changing
+# replication is a partition reassignment, so a mismatch is reported and left to a person).
 #
 # Usage: scripts/setup-redpanda-topics.sh [--print]
 #   --print   print the plan (`name partitions retention_ms` per line) and exit; no rpk needed.
+#             The configs of each topic go to stderr (`name key=value …`), as odin-topics does.
 #
 # Environment (defaults in brackets):
 #   KAFKA_BROKERS [localhost:19092]   comma-separated brokers
@@ -14,10 +19,15 @@
 #   SINGLE_TOPIC [odin.events]        the one event topic in single mode
 #   TOPIC_PREFIX []                   prefix of the event topics (as the services apply it)
 #   TRADE_INFO_TOPIC [trade-info]     AGGREGATE_TOPIC [aggregate-info]
-#   TOPIC_REPLICAS [1]                3 on a production cluster
-#   TOPIC_COMPRESSION [producer]      keep what the producer sent (KAFKA_COMPRESSION)
+#   TOPIC_REPLICAS [1]                3 on a three-broker cluster (TOPIC_REPLICATION_FACTOR,
+#                                     the services' name for it, wins when set)
+#   TOPIC_MIN_INSYNC_REPLICAS [1; 2 with 3+ replicas]
+#   TOPIC_COMPRESSION [snappy]        compression.type (`producer` keeps what producers sent)
 #   TOPIC_MAX_MESSAGE_BYTES [1048576]
-#   TOPIC_MIN_INSYNC_REPLICAS [1]     2 with TOPIC_REPLICAS=3
+#   TOPIC_EVENT_SEGMENT_MS [10000]    segment.ms of the topics kept an hour or less (the
+#                                     cluster's log_segment_ms_min must allow it:
+#                                     deploy/redpanda/bootstrap*.yaml set 10000)
+#   TOPIC_CLEANUP_POLICY [delete]
 #   TOPICS_WAIT_SECONDS [60]          how long to wait for the cluster to answer
 #   RPK [rpk]                         the rpk binary
 # SASL/TLS: rpk reads RPK_USER, RPK_PASS, RPK_SASL_MECHANISM, RPK_TLS_ENABLED, … itself.
@@ -29,10 +39,21 @@ SINGLE="${SINGLE_TOPIC:-odin.events}"
 PREFIX="${TOPIC_PREFIX:-}"
 TRADE_INFO="${TRADE_INFO_TOPIC:-trade-info}"
 AGGREGATE_INFO="${AGGREGATE_TOPIC:-aggregate-info}"
-REPLICAS="${TOPIC_REPLICAS:-1}"
-COMPRESSION="${TOPIC_COMPRESSION:-producer}"
+REPLICAS="${TOPIC_REPLICATION_FACTOR:-${TOPIC_REPLICAS:-1}}"
+COMPRESSION="${TOPIC_COMPRESSION:-snappy}"
 MAX_MESSAGE_BYTES="${TOPIC_MAX_MESSAGE_BYTES:-1048576}"
-MIN_INSYNC="${TOPIC_MIN_INSYNC_REPLICAS:-1}"
+EVENT_SEGMENT_MS="${TOPIC_EVENT_SEGMENT_MS:-10000}"
+CLEANUP_POLICY="${TOPIC_CLEANUP_POLICY:-delete}"
+if [[ ! "$REPLICAS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "setup-redpanda-topics: the replication factor must be a positive number, not '$REPLICAS'" >&2
+  exit 2
+fi
+# With three copies, an acknowledged write is on two of them (acks=all): one broker may fail.
+if ((REPLICAS >= 3)); then MIN_INSYNC="${TOPIC_MIN_INSYNC_REPLICAS:-2}"; else MIN_INSYNC="${TOPIC_MIN_INSYNC_REPLICAS:-1}"; fi
+if ((MIN_INSYNC > REPLICAS)); then
+  echo "setup-redpanda-topics: min.insync.replicas $MIN_INSYNC > replication factor $REPLICAS: no write could succeed" >&2
+  exit 2
+fi
 WAIT_SECONDS="${TOPICS_WAIT_SECONDS:-60}"
 RPK="${RPK:-rpk}"
 
@@ -75,6 +96,18 @@ plan() {
   for spec in "${specs[@]}"; do echo "${spec%% *}.dlq $DLQ_PARTITIONS $DLQ_RETENTION"; done
 }
 
+# When a partition rolls to a new segment (odin-events' TopicSpec::segment_ms): retention
+# deletes whole closed segments, so the short topics roll every 10 s; longer-lived ones at a
+# twelfth of their retention, because every segment is an open file on the broker.
+segment_ms() { local r=$1; if ((r <= HOUR)); then echo "$EVENT_SEGMENT_MS"; else echo $((r / 12)); fi; }
+
+# The topic-level configs of a topic, in odin-events' order, then min.insync.replicas.
+configs_of() { # retention_ms
+  echo "retention.ms=$1" "segment.ms=$(segment_ms "$1")" "cleanup.policy=$CLEANUP_POLICY" \
+    "compression.type=$COMPRESSION" "max.message.bytes=$MAX_MESSAGE_BYTES" \
+    "min.insync.replicas=$MIN_INSYNC"
+}
+
 if [[ $# -gt 1 || ( $# -eq 1 && "$1" != "--print" ) ]]; then
   echo "usage: $0 [--print]" >&2
   exit 2
@@ -84,6 +117,9 @@ fi
 plan_text="$(plan)"
 if [[ "${1:-}" == "--print" ]]; then
   echo "$plan_text"
+  while read -r name _ retention; do
+    echo "$name $(configs_of "$retention")" >&2
+  done <<<"$plan_text"
   exit 0
 fi
 
@@ -106,23 +142,13 @@ until existing="$(rpk_ topic list 2>/dev/null)"; do
   sleep 1
 done
 
-# Segments roll at least this often so that short retentions can apply (retention deletes
-# whole closed segments; Redpanda clamps segment.ms to the cluster's log_segment_ms_min).
-segment_ms() { local r=$1; if ((r < HOUR)); then echo "$MIN"; else echo "$HOUR"; fi; }
-
 created=0
 updated=0
 warnings=0
 while read -r name partitions retention; do
-  configs=(
-    "retention.ms=$retention"
-    "segment.ms=$(segment_ms "$retention")"
-    "cleanup.policy=delete"
-    "compression.type=$COMPRESSION"
-    "max.message.bytes=$MAX_MESSAGE_BYTES"
-    "min.insync.replicas=$MIN_INSYNC"
-  )
+  read -r -a configs <<<"$(configs_of "$retention")"
   current="$(awk -v t="$name" 'NR > 1 && $1 == t { print $2 }' <<<"$existing")"
+  current_replicas="$(awk -v t="$name" 'NR > 1 && $1 == t { print $3 }' <<<"$existing")"
   if [[ -z "$current" ]]; then
     args=()
     for c in "${configs[@]}"; do args+=(-c "$c"); done
@@ -140,7 +166,13 @@ while read -r name partitions retention; do
         "(repartitioning moves tokens between partitions: recreate it deliberately)" >&2
       warnings=$((warnings + 1))
     fi
+    if [[ -n "$current_replicas" && "$current_replicas" != "$REPLICAS" ]]; then
+      echo "WARNING: $name has $current_replicas replicas, expected $REPLICAS; not changed" \
+        "(raise it with a partition reassignment: rpk topic alter-config cannot)" >&2
+      warnings=$((warnings + 1))
+    fi
   fi
 done <<<"$plan_text"
 
-echo "setup-redpanda-topics: $created created, $updated already existed, $warnings warnings, brokers $BROKERS"
+echo "setup-redpanda-topics: $created created, $updated already existed, $warnings warnings," \
+  "replication $REPLICAS, min.insync.replicas $MIN_INSYNC, brokers $BROKERS"
