@@ -39,10 +39,7 @@ if [[ ! -x "$VENV/bin/schemathesis" ]]; then
   "$VENV/bin/pip" install --quiet "schemathesis==${SCHEMATHESIS_VERSION}"
 fi
 
-TANSU_BIN="$CACHE/tansu-0.6.0-dynostore_libsql/bin/tansu"
-if [[ ! -x "$TANSU_BIN" ]]; then
-  TANSU_BIN="$(scripts/install-broker.sh | tail -n 1)"
-fi
+scripts/install-kafka.sh >/dev/null
 if [[ -z "${API_FUZZ_SKIP_BUILD:-}" ]]; then
   echo "==> building publisher, aggregator, odin-topics" >&2
   cargo build -p publisher -p aggregator -p odin-service --bins >&2
@@ -73,10 +70,9 @@ AGG_PORT="$(free_port)"
 export KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
 export LOG_LEVEL="${LOG_LEVEL:-warn}"
 
-"$TANSU_BIN" broker \
-  --listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
-  --advertised-listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
-  --storage-engine "memory://tansu/" >"$OUT/tansu.log" 2>&1 &
+# --foreground: the pid is the broker's JVM, which cleanup stops like the services.
+rm -rf "$OUT/kafka"
+scripts/kafka.sh start --foreground --dir "$OUT/kafka" --port "$KAFKA_PORT" >"$OUT/kafka.log" 2>&1 &
 pids+=($!)
 TOPICS_WAIT=30s "$BIN/odin-topics" >"$OUT/topics.log" 2>&1
 

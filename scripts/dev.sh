@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole pipeline on one machine: installs the broker if needed, builds in release mode,
-# starts tansu on 127.0.0.1:19092, creates the topics, starts every service, prints the
-# URLs and a client command, and on Ctrl-C stops everything it started.
+# The whole pipeline on one machine: installs Apache Kafka if needed (scripts/install-kafka.sh),
+# builds in release mode, starts Kafka on 127.0.0.1:19092 with its data in .dev/kafka (kept
+# across runs: a restart finds the topics and what they still retain; DEV_KAFKA_FRESH=1 starts
+# from an empty log), creates every topic with its partitions and configs, starts every
+# service, prints the URLs and a client command, and on Ctrl-C stops everything it started.
 #
 # Ports (override with env): KAFKA 19092, publisher API_PORT 3001, gateway 3002, aggregator 3004.
 set -euo pipefail
@@ -14,9 +16,6 @@ WS_PORT="${DEV_WS_PORT:-3002}"
 AGG_PORT="${DEV_AGGREGATOR_PORT:-3004}"
 SIM_RATE="${DEV_SIM_RATE:-100}"
 SIM_TOKENS="${DEV_SIM_TOKENS:-BTC,ETH,SOL,DOGE}"
-# tansu sleeps out a fetch's whole max-wait even when data is there, so the wait is added
-# latency locally: keep it short (the gateway's default is 20 ms, meant for Redpanda).
-export KAFKA_FETCH_MAX_WAIT_MS="${KAFKA_FETCH_MAX_WAIT_MS:-10}"
 # Ticks every 10 s locally so aggregates show up quickly (production default: 30s).
 export AGGREGATE_PUBLISH_INTERVAL="${AGGREGATE_PUBLISH_INTERVAL:-10s}"
 export LOG_FORMAT="${LOG_FORMAT:-pretty}"
@@ -33,7 +32,7 @@ for p in "$KAFKA_PORT" "$API_PORT" "$WS_PORT" "$AGG_PORT"; do
   fi
 done
 
-TANSU_BIN="$(scripts/install-broker.sh | tail -n 1)"
+scripts/install-kafka.sh >/dev/null
 
 echo "==> building (release)" >&2
 bins=()
@@ -82,11 +81,10 @@ start() { # name command...
   echo "    $name started (pid $!, log $LOGS/$name.log)" >&2
 }
 
-echo "==> starting tansu on $KAFKA_BROKERS" >&2
-start tansu "$TANSU_BIN" broker \
-  --listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
-  --advertised-listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
-  --storage-engine memory://tansu/ --cluster-id odin-dev
+echo "==> starting Kafka on $KAFKA_BROKERS (data in $DEV_DIR/kafka)" >&2
+if [[ -n "${DEV_KAFKA_FRESH:-}" ]]; then rm -rf "$DEV_DIR/kafka"; fi
+# --foreground: the pid is the broker's JVM, stopped last by cleanup like every service.
+start kafka scripts/kafka.sh start --foreground --dir "$DEV_DIR/kafka" --port "$KAFKA_PORT"
 
 echo "==> creating topics" >&2
 "$BIN/odin-topics" --wait 60s
@@ -97,10 +95,7 @@ if has aggregator; then
   start aggregator env AGGREGATOR_ADDR="127.0.0.1:${AGG_PORT}" "$BIN/aggregator"
 fi
 if has ws-gateway; then
-  # The gateway's fetches ride in a few multi-partition requests (KAFKA_FETCH_MODE=multi),
-  # so a 2 ms wait costs the broker little and keeps delivery within a few milliseconds.
-  start ws-gateway env WS_ADDR="127.0.0.1:${WS_PORT}" \
-    KAFKA_FETCH_MAX_WAIT_MS="${DEV_WS_FETCH_MAX_WAIT_MS:-2}" "$BIN/ws-gateway"
+  start ws-gateway env WS_ADDR="127.0.0.1:${WS_PORT}" "$BIN/ws-gateway"
 fi
 if has publisher; then
   start publisher env API_PORT="$API_PORT" API_HOST=127.0.0.1 "$BIN/publisher"
@@ -129,7 +124,7 @@ fi
 cat >&2 <<INFO
 
 Odin Stream is running.
-  Kafka (tansu)   ${KAFKA_BROKERS}
+  Kafka           ${KAFKA_BROKERS}   (data in ${DEV_DIR}/kafka, log ${LOGS}/kafka.log)
   Publisher API   http://127.0.0.1:${API_PORT}   (/health /status /stats /metrics, POST /events /start /rate /stop)
   WS gateway      ws://127.0.0.1:${WS_PORT}/ws   (/health /metrics; live console http://127.0.0.1:${WS_PORT}/)
   Aggregator      http://127.0.0.1:${AGG_PORT}   (/health /stats /metrics, POST /publish)
@@ -138,7 +133,7 @@ Try a client (subscribe to the TRADING bundle for BTC and ETH):
   cargo run --release -q -p ws-gateway --example client -- --url ws://127.0.0.1:${WS_PORT}/ws --bundle TRADING --tokens BTC,ETH
 
 Read the aggregates (one record per active token every ${AGGREGATE_PUBLISH_INTERVAL}):
-  cargo run --release -q -p aggregator --example tail -- --brokers ${KAFKA_BROKERS} --topic aggregate-info
+  scripts/kafka/bin/kafka-console-consumer.sh --bootstrap-server localhost:${KAFKA_PORT} --topic aggregate-info --from-beginning
 
 Publish one event yourself:
   curl -s -X POST http://127.0.0.1:${API_PORT}/events -H 'content-type: application/json' \\

@@ -516,12 +516,9 @@ def interpolate(value) -> str | None:
     return text.replace("\0", "$")
 
 
-def tansu_binary() -> str | None:
-    if os.environ.get("TANSU_BIN"):
-        return os.environ["TANSU_BIN"]
-    r = run(["bash", str(ROOT / "scripts/install-broker.sh")], timeout=1200)
-    lines = r.stdout.strip().splitlines()
-    return lines[-1] if r.returncode == 0 and lines else None
+def kafka_installed() -> bool:
+    r = run(["bash", str(ROOT / "scripts/install-kafka.sh")], timeout=1200)
+    return r.returncode == 0
 
 
 def check_services_with_compose_env(compose: dict) -> None:
@@ -534,8 +531,7 @@ def check_services_with_compose_env(compose: dict) -> None:
     if not check("the service binaries build", r.returncode == 0, r.stderr[-2000:]):
         return
     started = time.monotonic()
-    tansu = tansu_binary()
-    if not check("the local broker (tansu) is installed", bool(tansu) and os.access(tansu, os.X_OK), str(tansu)):
+    if not check("the local broker (Apache Kafka) is installed", kafka_installed()):
         return
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
     logs = Path(tempfile.mkdtemp(prefix="check-deploy-"))
@@ -562,9 +558,9 @@ def check_services_with_compose_env(compose: dict) -> None:
         return p.returncode
 
     try:
-        url = f"tcp://{brokers}"
-        broker = spawn("tansu", [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                                 "--storage-engine", "memory://tansu/", "--cluster-id", "odin-check-deploy"], base_env)
+        # --foreground: the process is the broker's JVM, so stopping it stops the broker.
+        broker = spawn("kafka", ["bash", str(ROOT / "scripts/kafka.sh"), "start", "--foreground",
+                                 "--dir", str(logs / "kafka"), "--port", str(broker_port)], base_env)
         topics_env = dict(base_env, KAFKA_BROKERS=brokers, TOPICS_WAIT="30s")
         r = run([str(target / "odin-topics")], env=topics_env, timeout=60)
         if not check("topics created on the local broker", r.returncode == 0, r.stderr[-1500:]):

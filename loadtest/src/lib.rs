@@ -99,17 +99,17 @@ pub async fn create_topics(cfg: &Config) -> anyhow::Result<Vec<String>> {
     check_loopback_brokers(&cfg.kafka.brokers()).await?;
     let connector = KafkaConnector::new(&cfg.kafka);
     let deadline = Instant::now() + Duration::from_secs(30);
-    let client = loop {
+    loop {
         match connector.client().await {
-            Ok(c) => break c,
+            Ok(_) => break,
             Err(e) if Instant::now() > deadline => {
                 return Err(e).context("brokers did not answer within 30 s")
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
-    };
+    }
     let specs = cfg.topics.names().all_specs();
-    Ok(odin_service::topics::ensure_topics(&client, &specs).await?)
+    Ok(odin_service::topics::ensure_topics(&connector, &specs, cfg.topics.placement()).await?)
 }
 
 /// How many connections this process can open, and a note when that is below the target.

@@ -28,6 +28,8 @@ impl Gateway {
             topic_mode: odin_events::TopicMode::PerCategory,
             single_topic: "odin.events".into(),
             topic_prefix: prefix.into(),
+            topic_replication_factor: 1,
+            topic_min_insync_replicas: None,
         }
         .names();
         // One partition per topic keeps the gateway's fetch load small in tests.
@@ -36,9 +38,7 @@ impl Gateway {
             .into_iter()
             .map(|s| TopicSpec { partitions: 1, ..s })
             .collect();
-        odin_service::topics::ensure_topics(&broker.client().await.unwrap(), &specs)
-            .await
-            .unwrap();
+        broker.create_topics(&specs).await.unwrap();
         let brokers = broker.addr().to_owned();
         let mut args = vec![
             "ws-gateway",

@@ -198,7 +198,12 @@ async fn start_pipeline(
     let counts = loop {
         let attempt = async {
             if create {
-                odin_service::topics::ensure_topics(&admin, &specs).await?;
+                odin_service::topics::ensure_topics(
+                    &core.connector,
+                    &specs,
+                    odin_service::topics::Placement::default(),
+                )
+                .await?;
             }
             partition_counts(&admin).await
         };

@@ -80,6 +80,39 @@ pub struct TopicSpec {
     pub retention_ms: i64,
 }
 
+/// The seed's segment roll for the short-lived event topics: retention deletes whole
+/// segments, so a 30 s topic needs segments of a few seconds to hold about 30 s.
+pub const EVENT_SEGMENT_MS: i64 = 10_000;
+/// The seed's topic settings, the same on every topic.
+pub const CLEANUP_POLICY: &str = "delete";
+pub const COMPRESSION_TYPE: &str = "snappy";
+pub const MAX_MESSAGE_BYTES: i64 = 1_048_576;
+
+impl TopicSpec {
+    /// When a partition rolls to a new segment. The seed's 10 s on topics kept an hour or
+    /// less (every event topic); longer-lived topics roll at a twelfth of their retention,
+    /// because every segment is an open file on the broker and 10 s segments would keep
+    /// 720 per partition of `trade-info` (2 h) and 60,480 of a dead-letter topic (7 d).
+    pub fn segment_ms(&self) -> i64 {
+        if self.retention_ms <= HOUR_MS {
+            EVENT_SEGMENT_MS
+        } else {
+            self.retention_ms / 12
+        }
+    }
+
+    /// The topic-level configs it is created with (Kafka's names; Redpanda accepts them too).
+    pub fn configs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("retention.ms", self.retention_ms.to_string()),
+            ("segment.ms", self.segment_ms().to_string()),
+            ("cleanup.policy", CLEANUP_POLICY.to_owned()),
+            ("compression.type", COMPRESSION_TYPE.to_owned()),
+            ("max.message.bytes", MAX_MESSAGE_BYTES.to_string()),
+        ]
+    }
+}
+
 /// The topic names a deployment uses; every name can be overridden by configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicNames {
@@ -186,6 +219,27 @@ impl TopicNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configs_follow_the_seed_and_keep_segments_few() {
+        let specs = TopicNames::default().all_specs();
+        let trades = specs.iter().find(|s| s.name == "odin.trades").unwrap();
+        assert_eq!(
+            trades.configs(),
+            vec![
+                ("retention.ms", "30000".to_owned()),
+                ("segment.ms", "10000".to_owned()),
+                ("cleanup.policy", "delete".to_owned()),
+                ("compression.type", "snappy".to_owned()),
+                ("max.message.bytes", "1048576".to_owned()),
+            ]
+        );
+        let trade_info = specs.iter().find(|s| s.name == "trade-info").unwrap();
+        assert_eq!(trade_info.segment_ms(), 600_000);
+        for s in &specs {
+            assert!(s.retention_ms / s.segment_ms() <= 360, "{s:?}");
+        }
+    }
 
     #[test]
     fn per_category_specs_match_the_contract() {

@@ -65,9 +65,26 @@ pub struct TopicArgs {
     /// Prefix put before every category topic name (e.g. `staging.` gives `staging.odin.trades`).
     #[arg(long, env = "TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,
+
+    /// Copies of each partition when a topic is created (3 on a three-broker cluster).
+    #[arg(long, env = "TOPIC_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i16).range(1..=16))]
+    pub topic_replication_factor: i16,
+
+    /// `min.insync.replicas` of each created topic (2 with replication 3); unset keeps the
+    /// broker's default.
+    #[arg(long, env = "TOPIC_MIN_INSYNC_REPLICAS", value_parser = clap::value_parser!(i16).range(1..=16))]
+    pub topic_min_insync_replicas: Option<i16>,
 }
 
 impl TopicArgs {
+    /// How created topics are replicated.
+    pub fn placement(&self) -> crate::topics::Placement {
+        crate::topics::Placement {
+            replication_factor: self.topic_replication_factor,
+            min_insync_replicas: self.topic_min_insync_replicas,
+        }
+    }
+
     pub fn names(&self) -> TopicNames {
         let mut names = TopicNames::new(self.topic_mode);
         names.single = format!("{}{}", self.topic_prefix, self.single_topic);
@@ -143,6 +160,8 @@ mod tests {
             topic_mode: TopicMode::PerCategory,
             single_topic: "odin.events".into(),
             topic_prefix: "t1.".into(),
+            topic_replication_factor: 1,
+            topic_min_insync_replicas: None,
         };
         assert_eq!(args.names().categories[0], "t1.odin.trades");
     }

@@ -26,6 +26,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use odin_events::{TopicNames, TopicSpec};
+use odin_service::topics::Placement;
 use odin_service::{KafkaConnector, KafkaHealth, Producer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -73,14 +74,14 @@ async fn prepare_topics(
     connector: KafkaConnector,
     health: KafkaHealth,
     specs: Vec<TopicSpec>,
-    create: bool,
+    create: Option<Placement>,
     cancel: CancellationToken,
 ) {
     let Ok(client) = connector.client_with_retry(&health, &cancel).await else {
         return;
     };
-    if create {
-        match odin_service::topics::ensure_topics(&client, &specs).await {
+    if let Some(placement) = create {
+        match odin_service::topics::ensure_topics(&connector, &specs, placement).await {
             Ok(created) => info!(?created, "topics ready"),
             Err(e) => warn!(error = %e, "cannot create topics"),
         }
@@ -131,7 +132,7 @@ pub async fn run(
         connector.clone(),
         health.clone(),
         topic_specs(&names, trade_info.is_some()),
-        config.create_topics,
+        config.create_topics.then(|| config.topics.placement()),
         cancel.clone(),
     ));
     tokio::spawn(stats.clone().run_sampler(cancel.clone()));

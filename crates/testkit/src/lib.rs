@@ -1,15 +1,18 @@
-//! Test-only: a private, real Kafka-API broker for each test suite.
+//! Test-only: real Apache Kafka brokers for test suites.
 //!
-//! [`Broker::start`] launches `tansu` (memory storage) on a free loopback port, waits until
-//! it answers metadata requests, and kills it when dropped. A watchdog shell kills the broker
-//! too if the test process dies without running destructors, so no broker outlives its
-//! suite. `ODIN_TEST_BROKERS=host:port` runs the same tests against an external broker
-//! (Redpanda/Kafka) instead. [`shared`] gives every test of one binary the same broker.
+//! [`Broker::start`] formats a KRaft node in a fresh temporary folder and runs it on a free
+//! loopback port through `scripts/kafka.sh` (which installs Kafka from Maven Central the first
+//! time), waits until it answers, and stops it when dropped; [`Broker::cluster`] does the same
+//! for several nodes, each of which a test can kill, stop and start on its own. A watchdog
+//! shell stops every node if the test process dies without running destructors, so no
+//! broker outlives its suite. `ODIN_TEST_BROKERS=host:port[,…]` runs the same tests against an
+//! external cluster (a Redpanda, say) instead. [`shared`] gives every test of one binary the
+//! same broker.
 //!
-//! The tansu binary is found at `TANSU_BIN`, else in the cache `scripts/install-broker.sh`
-//! installs into, else on `PATH`.
+//! One broker per test binary, not one per `scripts/test.sh` run: a JVM starts in 5–8 s here,
+//! and a binary-private broker keeps `cargo test -p <crate>` self-contained.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -17,47 +20,24 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use odin_events::{TopicNames, TopicSpec};
 use odin_service::kafka::{partition_counts, KafkaConnector};
+use odin_service::topics::Placement;
 use rskafka::client::Client;
 use tokio::process::{Child, Command};
 
-/// The tansu version `scripts/install-broker.sh` installs.
-pub const TANSU_VERSION: &str = "0.6.0";
+/// How long a node may take to start (JVM start, log recovery, controller election).
+const START_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Where the tansu binary is.
-pub fn tansu_bin() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("TANSU_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let cache = std::env::var_os("ODIN_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("odin-stream"))
-        })
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/odin-stream")));
-    if let Some(c) = cache {
-        // The script's default build first, then a memory-only build.
-        for dir in [
-            format!("tansu-{TANSU_VERSION}-dynostore_libsql"),
-            format!("tansu-{TANSU_VERSION}"),
-        ] {
-            let p = c.join(dir).join("bin/tansu");
-            if p.exists() {
-                return Ok(p);
-            }
-        }
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join("tansu");
-            if p.exists() {
-                return Ok(p);
-            }
-        }
-    }
-    bail!("tansu not found: run scripts/install-broker.sh (or set TANSU_BIN)")
+/// The repository's `scripts/kafka.sh`.
+pub fn kafka_sh() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh")
 }
 
-/// A free loopback port (bound then released; tansu binds it right after).
+/// The repository's `scripts/kafka/bin` (the Apache command-line tools' wrappers).
+pub fn kafka_bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka/bin")
+}
+
+/// A free loopback port (bound then released; the broker binds it right after).
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
@@ -68,101 +48,228 @@ pub fn unique_topic(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())
 }
 
-/// A broker for tests: a private tansu, or the external one in `ODIN_TEST_BROKERS`.
+fn external_brokers() -> Option<String> {
+    std::env::var("ODIN_TEST_BROKERS")
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// One node of a private cluster.
 #[derive(Debug)]
-pub struct Broker {
+struct Node {
+    id: usize,
+    dir: PathBuf,
     addr: String,
     child: Option<Child>,
-    port: u16,
-    /// `None`: memory storage. `Some(dir)`: sqlite storage in `dir`, surviving restarts.
-    data_dir: Option<PathBuf>,
+}
+
+/// What a private cluster is started with.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerOptions {
+    /// Nodes (each broker and controller); 1 unless set.
+    pub nodes: usize,
+    /// Extra broker settings (`key=value`), e.g. a short `log.retention.check.interval.ms`.
+    pub configs: Vec<String>,
+    /// Where the data lives; a fresh temporary folder (removed afterwards) when `None`.
+    pub dir: Option<PathBuf>,
+}
+
+/// A broker for tests: a private Kafka, or the external one in `ODIN_TEST_BROKERS`.
+#[derive(Debug)]
+pub struct Broker {
+    bootstrap: String,
+    nodes: Vec<Node>,
+    /// The data folder, and whether it is ours to remove.
+    dir: Option<(PathBuf, bool)>,
 }
 
 impl Broker {
-    /// Starts a private broker (or attaches to `ODIN_TEST_BROKERS`) and waits until it answers.
+    /// Starts a private one-node Kafka (or attaches to `ODIN_TEST_BROKERS`) and waits until it
+    /// answers.
     pub async fn start() -> Result<Self> {
-        if let Ok(ext) = std::env::var("ODIN_TEST_BROKERS") {
-            if !ext.trim().is_empty() {
-                let b = Self {
-                    addr: ext.trim().to_owned(),
-                    child: None,
-                    port: 0,
-                    data_dir: None,
-                };
-                b.wait_ready(Duration::from_secs(30)).await?;
-                return Ok(b);
-            }
+        Self::start_with(BrokerOptions::default()).await
+    }
+
+    /// Starts a private Kafka whose data lives in `dir`, so that a later start on the same
+    /// folder finds its log. (Every private broker keeps its log across [`Self::restart`].)
+    pub async fn start_persistent(dir: &Path) -> Result<Self> {
+        Self::start_with(BrokerOptions {
+            dir: Some(dir.to_path_buf()),
+            ..BrokerOptions::default()
+        })
+        .await
+    }
+
+    /// Starts a private cluster of `nodes` brokers (each also a controller).
+    pub async fn cluster(nodes: usize) -> Result<Self> {
+        Self::start_with(BrokerOptions {
+            nodes,
+            ..BrokerOptions::default()
+        })
+        .await
+    }
+
+    /// Starts a private cluster as `opts` says (or attaches to `ODIN_TEST_BROKERS`).
+    pub async fn start_with(opts: BrokerOptions) -> Result<Self> {
+        if let Some(ext) = external_brokers() {
+            let b = Self {
+                bootstrap: ext,
+                nodes: Vec::new(),
+                dir: None,
+            };
+            b.wait_ready(Duration::from_secs(30)).await?;
+            return Ok(b);
         }
-        let port = free_port()?;
-        let mut b = Self {
-            addr: format!("127.0.0.1:{port}"),
-            child: None,
-            port,
-            data_dir: None,
+        let nodes = opts.nodes.max(1);
+        let (dir, owned) = match opts.dir {
+            Some(d) => (d, false),
+            None => (
+                std::env::temp_dir()
+                    .join(unique_topic(&format!("odin-kafka-{}", std::process::id()))),
+                true,
+            ),
         };
-        b.spawn().await?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir:?}"))?;
+        let mut args = vec![
+            "start".to_owned(),
+            "--prepare-only".to_owned(),
+            "--dir".to_owned(),
+            dir.display().to_string(),
+            "--nodes".to_owned(),
+            nodes.to_string(),
+            "--heap".to_owned(),
+            std::env::var("ODIN_TEST_KAFKA_HEAP").unwrap_or_else(|_| "384m".to_owned()),
+        ];
+        // Tests drive services with manual clocks at fixed instants ahead of the wall clock
+        // (2027), which Kafka 4 refuses by default (over an hour ahead).
+        args.push("--config".to_owned());
+        args.push("log.message.timestamp.after.max.ms=9223372036854775807".to_owned());
+        for c in &opts.configs {
+            args.push("--config".to_owned());
+            args.push(c.clone());
+        }
+        let out = Command::new(kafka_sh())
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("running scripts/kafka.sh")?;
+        if !out.status.success() {
+            bail!(
+                "scripts/kafka.sh start --prepare-only failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let bootstrap = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let addrs: Vec<String> = bootstrap.split(',').map(str::to_owned).collect();
+        if addrs.len() != nodes {
+            bail!("scripts/kafka.sh printed {bootstrap:?} for {nodes} nodes");
+        }
+        let mut b = Self {
+            bootstrap,
+            nodes: addrs
+                .into_iter()
+                .enumerate()
+                .map(|(i, addr)| Node {
+                    id: i + 1,
+                    dir: dir.join(format!("node-{}", i + 1)),
+                    addr,
+                    child: None,
+                })
+                .collect(),
+            dir: Some((dir, owned)),
+        };
+        for id in 1..=nodes {
+            b.spawn_node(id)?;
+        }
+        for id in 1..=nodes {
+            b.wait_started(id).await?;
+        }
+        b.wait_ready(START_TIMEOUT).await?;
         Ok(b)
     }
 
-    /// Starts a private broker whose log lives in a sqlite file in `dir`, so it survives
-    /// [`Self::stop`] and [`Self::restart`] (needs the `libsql` build of tansu that
-    /// `scripts/install-broker.sh` installs).
-    pub async fn start_persistent(dir: &std::path::Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let port = free_port()?;
-        let mut b = Self {
-            addr: format!("127.0.0.1:{port}"),
-            child: None,
-            port,
-            data_dir: Some(dir.to_path_buf()),
-        };
-        b.spawn().await?;
-        Ok(b)
+    fn node_mut(&mut self, id: usize) -> Result<&mut Node> {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .with_context(|| format!("no node {id} in this cluster"))
     }
 
-    async fn spawn(&mut self) -> Result<()> {
-        let bin = tansu_bin()?;
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::env::temp_dir().join(format!("odin-testkit-tansu-{}.log", self.port));
+    fn spawn_node(&mut self, id: usize) -> Result<()> {
+        let node = self.node_mut(id)?;
+        let log = node.dir.join("server.log");
         let log_file = std::fs::File::create(&log).with_context(|| format!("creating {log:?}"))?;
-        // The watchdog shell kills tansu when this test process goes away, even if it
-        // was killed before destructors ran.
+        // The watchdog shell stops the node when this test process goes away, even if it was
+        // killed before destructors ran. SIGTERM to the shell: a clean shutdown of the node;
+        // SIGUSR1: SIGKILL it (a crash).
         let script = r#"
-            "$TANSU" broker --listener-url "$URL" --advertised-listener-url "$URL" \
-                --storage-engine "$STORAGE" --cluster-id odin-test &
+            "$KAFKA_SH" node "$NODE_DIR" &
             child=$!
-            trap 'kill $child 2>/dev/null; exit 0' TERM INT
+            trap 'kill -TERM $child 2>/dev/null' TERM INT
+            trap 'kill -KILL $child 2>/dev/null' USR1
             while kill -0 "$WATCH" 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done
-            kill $child 2>/dev/null
-            wait $child
+            kill -TERM $child 2>/dev/null
+            for _ in $(seq 100); do kill -0 $child 2>/dev/null || break; sleep 0.1; done
+            kill -KILL $child 2>/dev/null
+            wait $child 2>/dev/null
+            if [ -n "$CLEANUP" ] && ! kill -0 "$WATCH" 2>/dev/null; then rm -rf "$CLEANUP"; fi
         "#;
-        // sqlite paths are relative to the broker's working directory.
-        let (storage, cwd) = match &self.data_dir {
-            Some(dir) => ("sqlite://tansu.db", dir.clone()),
-            None => ("memory://tansu/", std::env::temp_dir()),
+        let cleanup = match (&self.dir, id) {
+            (Some((d, true)), 1) => d.display().to_string(),
+            _ => String::new(),
         };
+        let node = self.node_mut(id)?;
         let child = Command::new("bash")
             .arg("-c")
             .arg(script)
-            .current_dir(cwd)
-            .env("STORAGE", storage)
-            .env("TANSU", &bin)
-            .env("URL", &url)
+            .env("KAFKA_SH", kafka_sh())
+            .env("NODE_DIR", &node.dir)
             .env("WATCH", std::process::id().to_string())
+            .env("CLEANUP", cleanup)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
-            // Never SIGKILL the shell on drop: that would orphan tansu. Drop sends SIGTERM.
+            // Never SIGKILL the shell on drop: that would orphan the JVM. Drop sends SIGTERM.
             .kill_on_drop(false)
             .spawn()
-            .with_context(|| format!("starting {bin:?}"))?;
-        self.child = Some(child);
-        self.wait_ready(Duration::from_secs(30))
-            .await
-            .with_context(|| format!("tansu did not come up; its log is {log:?}"))
+            .context("starting scripts/kafka.sh node")?;
+        node.child = Some(child);
+        Ok(())
     }
 
-    /// Waits until the broker answers an unfiltered metadata request.
+    /// Waits until node `id` logs that it started.
+    async fn wait_started(&mut self, id: usize) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let node = self.node_mut(id)?;
+        let log = node.dir.join("server.log");
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Kafka Server started") {
+                return Ok(());
+            }
+            let exited = match node.child.as_mut() {
+                Some(c) => c.try_wait()?.is_some(),
+                None => true,
+            };
+            if exited || Instant::now() > deadline {
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                bail!(
+                    "Kafka node {id} did not start (log {log:?}):\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the cluster answers an unfiltered metadata request.
     async fn wait_ready(&self, within: Duration) -> Result<()> {
         let deadline = Instant::now() + within;
         loop {
@@ -174,19 +281,34 @@ impl Broker {
             match tokio::time::timeout(Duration::from_secs(2), attempt).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) if Instant::now() > deadline => return Err(e),
-                Err(_) if Instant::now() > deadline => bail!("broker at {} not ready", self.addr),
+                Err(_) if Instant::now() > deadline => {
+                    bail!("broker at {} not ready", self.bootstrap)
+                }
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
     }
 
-    /// `host:port` of the broker.
+    /// `host:port[,host:port…]` of the brokers.
     pub fn addr(&self) -> &str {
-        &self.addr
+        &self.bootstrap
     }
 
     pub fn brokers(&self) -> Vec<String> {
-        vec![self.addr.clone()]
+        self.bootstrap.split(',').map(str::to_owned).collect()
+    }
+
+    /// The client address of node `id` (1-based) of a private cluster.
+    pub fn node_addr(&self, id: usize) -> Option<&str> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| n.addr.as_str())
+    }
+
+    /// Nodes of a private cluster (0 for an external one).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     /// A connector with a short request timeout, so failures surface quickly in tests.
@@ -198,10 +320,23 @@ impl Broker {
         Ok(self.connector().client().await?)
     }
 
-    /// Creates topics (skipping existing ones).
+    /// Creates topics (skipping existing ones) with their configs, replicated on up to three
+    /// nodes.
     pub async fn create_topics(&self, specs: &[TopicSpec]) -> Result<()> {
-        let c = self.client().await?;
-        odin_service::topics::ensure_topics(&c, specs).await?;
+        let placement = Placement {
+            replication_factor: self.nodes.len().clamp(1, 3) as i16,
+            min_insync_replicas: None,
+        };
+        self.create_topics_placed(specs, placement).await
+    }
+
+    /// Creates topics (skipping existing ones) with `placement`.
+    pub async fn create_topics_placed(
+        &self,
+        specs: &[TopicSpec],
+        placement: Placement,
+    ) -> Result<()> {
+        odin_service::topics::ensure_topics(&self.connector(), specs, placement).await?;
         Ok(())
     }
 
@@ -210,7 +345,7 @@ impl Broker {
         self.create_topics(&[TopicSpec {
             name: name.to_owned(),
             partitions,
-            retention_ms: 60_000,
+            retention_ms: 3_600_000,
         }])
         .await
     }
@@ -243,26 +378,36 @@ impl Broker {
 
     /// Whether this is a private broker the kit can stop and restart.
     pub fn is_private(&self) -> bool {
-        self.port != 0
+        !self.nodes.is_empty()
     }
 
-    /// Kills the broker (private brokers only); the port stays reserved for [`Self::restart`].
-    pub async fn stop(&mut self) -> Result<()> {
-        if let Some(mut c) = self.child.take() {
-            // SIGTERM reaches the watchdog shell, whose trap stops tansu; SIGKILL would
-            // orphan it.
-            terminate(&c);
-            if tokio::time::timeout(Duration::from_secs(10), c.wait())
+    /// Stops node `id` cleanly (SIGTERM: Kafka's controlled shutdown) and waits until it is
+    /// gone.
+    pub async fn stop_node(&mut self, id: usize) -> Result<()> {
+        self.end_node(id, "-TERM").await
+    }
+
+    /// Kills node `id` (SIGKILL: a crash, nothing flushed) and waits until it is gone.
+    pub async fn kill_node(&mut self, id: usize) -> Result<()> {
+        self.end_node(id, "-USR1").await
+    }
+
+    async fn end_node(&mut self, id: usize, signal: &str) -> Result<()> {
+        let node = self.node_mut(id)?;
+        let addr = node.addr.clone();
+        if let Some(mut c) = node.child.take() {
+            signal_shell(&c, signal);
+            if tokio::time::timeout(Duration::from_secs(30), c.wait())
                 .await
                 .is_err()
             {
-                c.kill().await.ok();
+                signal_shell(&c, "-USR1");
+                c.wait().await.ok();
             }
-            // bash's `kill` reached only the shell; make sure tansu is gone before a restart.
             let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(&self.addr).is_ok() {
+            while std::net::TcpStream::connect(&addr).is_ok() {
                 if Instant::now() > deadline {
-                    bail!("broker at {} still answers after stop", self.addr);
+                    bail!("Kafka node {id} at {addr} still answers after stop");
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -270,30 +415,67 @@ impl Broker {
         Ok(())
     }
 
-    /// Starts the broker again on the same port (memory storage comes back empty; a
-    /// persistent broker comes back with its log).
+    /// Starts node `id` again on its port with its data, and waits until it has started.
+    pub async fn start_node(&mut self, id: usize) -> Result<()> {
+        if self.node_mut(id)?.child.is_some() {
+            bail!("Kafka node {id} is running");
+        }
+        self.spawn_node(id)?;
+        self.wait_started(id).await
+    }
+
+    /// Stops every node (private brokers only); ports and data stay for [`Self::restart`].
+    pub async fn stop(&mut self) -> Result<()> {
+        let ids: Vec<usize> = self.nodes.iter().map(|n| n.id).collect();
+        for id in &ids {
+            if let Some(c) = self.node_mut(*id)?.child.as_ref() {
+                signal_shell(c, "-TERM");
+            }
+        }
+        for id in ids {
+            self.end_node(id, "-TERM").await?;
+        }
+        Ok(())
+    }
+
+    /// Starts every node again on the same ports; the log survives.
     pub async fn restart(&mut self) -> Result<()> {
         if !self.is_private() {
             bail!("cannot restart an external broker");
         }
         self.stop().await?;
-        self.spawn().await
+        let ids: Vec<usize> = self.nodes.iter().map(|n| n.id).collect();
+        for id in &ids {
+            self.spawn_node(*id)?;
+        }
+        for id in ids {
+            self.wait_started(id).await?;
+        }
+        self.wait_ready(START_TIMEOUT).await
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Some(c) = self.child.as_ref() {
-            terminate(c);
+        for n in &self.nodes {
+            if let Some(c) = n.child.as_ref() {
+                signal_shell(c, "-TERM");
+            }
+        }
+        // A folder of ours whose nodes are all stopped already: nothing will remove it.
+        if let Some((dir, true)) = &self.dir {
+            if self.nodes.iter().all(|n| n.child.is_none()) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
     }
 }
 
-/// Sends SIGTERM to the watchdog shell (its trap kills tansu).
-fn terminate(c: &Child) {
+/// Sends `signal` to a node's watchdog shell (whose traps pass it on to the JVM).
+fn signal_shell(c: &Child, signal: &str) {
     if let Some(pid) = c.id() {
         let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([signal, &pid.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -317,21 +499,7 @@ pub fn shared() -> &'static Broker {
                 .build()
                 .expect("test runtime");
             rt.block_on(async {
-                let b = match std::env::var("ODIN_TEST_BROKERS") {
-                    Ok(ext) if !ext.trim().is_empty() => Broker::start().await,
-                    _ => {
-                        let port = free_port().expect("free port");
-                        let mut b = Broker {
-                            addr: format!("127.0.0.1:{port}"),
-                            child: None,
-                            port,
-                            data_dir: None,
-                        };
-                        // The watchdog stops this broker when the test binary exits.
-                        b.spawn().await.map(|()| b)
-                    }
-                }
-                .expect("starting test broker");
+                let b = Broker::start().await.expect("starting test broker");
                 b.create_all(&TopicNames::default())
                     .await
                     .expect("creating topics");

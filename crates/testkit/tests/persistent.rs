@@ -1,5 +1,4 @@
-//! The persistent (sqlite) broker keeps its log across a restart, the memory one does not —
-//! the fault tests rely on both.
+//! A private broker keeps its log across a restart: the fault tests rely on it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;

@@ -50,8 +50,12 @@ async fn main() -> anyhow::Result<()> {
     let names = TopicNames::default();
     let connector = KafkaConnector::from_brokers(args.brokers.clone());
     if args.create_topics || args.create_only {
-        let client = connector.client().await?;
-        let created = odin_service::topics::ensure_topics(&client, &names.all_specs()).await?;
+        let created = odin_service::topics::ensure_topics(
+            &connector,
+            &names.all_specs(),
+            odin_service::topics::Placement::default(),
+        )
+        .await?;
         eprintln!("created {} topics", created.len());
         if args.create_only {
             return Ok(());

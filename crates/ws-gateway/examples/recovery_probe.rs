@@ -67,6 +67,8 @@ async fn main() -> anyhow::Result<()> {
         topic_mode: TopicMode::PerCategory,
         single_topic: odin_events::topics::DEFAULT_SINGLE_TOPIC.into(),
         topic_prefix: prefix.clone(),
+        topic_replication_factor: 1,
+        topic_min_insync_replicas: None,
     }
     .names();
     broker.create_topics(&names.event_topic_specs()).await?;

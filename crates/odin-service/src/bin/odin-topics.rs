@@ -38,6 +38,15 @@ async fn main() -> anyhow::Result<()> {
         for spec in cfg.topics.names().all_specs() {
             println!("{} {} {}", spec.name, spec.partitions, spec.retention_ms);
         }
+        // The full configs go to stderr so that the plan's three columns stay as they are.
+        for spec in cfg.topics.names().all_specs() {
+            let configs: Vec<String> = spec
+                .configs()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            eprintln!("{} {}", spec.name, configs.join(" "));
+        }
         return Ok(());
     }
     odin_service::telemetry::init_tracing(&cfg.telemetry);
@@ -65,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         }
         bail!("missing topics: {}", missing.join(", "));
     }
-    let created = odin_service::topics::ensure_topics(&client, &specs)
+    let created = odin_service::topics::ensure_topics(&connector, &specs, cfg.topics.placement())
         .await
         .context("creating topics")?;
     eprintln!(

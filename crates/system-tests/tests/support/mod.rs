@@ -77,6 +77,8 @@ pub fn fresh_names() -> (String, TopicNames) {
         topic_mode: TopicMode::PerCategory,
         single_topic: odin_events::topics::DEFAULT_SINGLE_TOPIC.into(),
         topic_prefix: prefix.clone(),
+        topic_replication_factor: 1,
+        topic_min_insync_replicas: None,
     };
     let mut names = args.names();
     names.trade_info = format!("{prefix}trade-info");

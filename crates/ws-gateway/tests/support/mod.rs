@@ -41,6 +41,8 @@ pub fn fresh_names(mode: TopicMode) -> (String, TopicNames) {
         topic_mode: mode,
         single_topic: odin_events::topics::DEFAULT_SINGLE_TOPIC.into(),
         topic_prefix: prefix.clone(),
+        topic_replication_factor: 1,
+        topic_min_insync_replicas: None,
     };
     (prefix, args.names())
 }

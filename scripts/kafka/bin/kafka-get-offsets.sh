@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# The Apache distribution's kafka-get-offsets.sh: same arguments.
+exec "$(dirname "$0")/kafka-run-class.sh" org.apache.kafka.tools.GetOffsetShell "$@"
