@@ -30,3 +30,16 @@ net.core.netdev_max_backlog = 65535
 SYSCTL
 sysctl --system >/dev/null
 mkdir -p /opt/odin-stream
+
+# Broker VMs (create.sh with REDPANDA_INSTANCES): the persistent data disk, XFS as Redpanda
+# recommends, mounted at /mnt/disks/redpanda and owned by the image's redpanda user (101).
+disk=/dev/disk/by-id/google-redpanda-data
+if [[ -e "$disk" ]]; then
+  command -v mkfs.xfs >/dev/null 2>&1 || apt-get install -y xfsprogs
+  blkid "$disk" >/dev/null 2>&1 || mkfs.xfs -f "$disk"
+  mkdir -p /mnt/disks/redpanda
+  grep -q ' /mnt/disks/redpanda ' /etc/fstab || echo "$disk /mnt/disks/redpanda xfs defaults,noatime,nofail 0 2" >>/etc/fstab
+  mountpoint -q /mnt/disks/redpanda || mount /mnt/disks/redpanda
+  mkdir -p /mnt/disks/redpanda/data
+  chown 101:101 /mnt/disks/redpanda/data
+fi
