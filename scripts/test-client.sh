@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Builds and tests the TypeScript client (clients/typescript): installs its npm dependencies,
-# builds it, runs its unit tests (and the integration test, which skips itself unless
+# builds it (tsc, and the one-file browser build dist/odin-client.js), checks that the live
+# console's embedded copy (crates/ws-gateway/assets/console/odin-client.js) is that build,
+# runs its unit tests (and the integration test, which skips itself unless
 # ODIN_IT_GATEWAY_URL and ODIN_IT_PUBLISH_URL are set), then packs it and uses the tarball
-# from a fresh project. Needs node >= 20 and npm.
+# from a fresh project. With ODIN_CLIENT_IT=1 it then runs scripts/test-client-it.sh (a
+# private Kafka, the publisher and two gateways; gateway kills, moves, token refresh).
+# Needs node >= 20 and npm.
 set -euo pipefail
 
 cd "$(dirname "$0")/../clients/typescript"
@@ -20,6 +24,10 @@ else
   npm install --no-audit --no-fund
 fi
 npm run build
+npm run bundle:check
 npm test
 npm run test:pack
+if [ "${ODIN_CLIENT_IT:-0}" = "1" ]; then
+  ../../scripts/test-client-it.sh
+fi
 echo "test-client: ok"

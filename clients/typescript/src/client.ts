@@ -54,14 +54,32 @@ const systemClock: Clock = {
   clearTimeout: (h) => globalThis.clearTimeout(h as ReturnType<typeof globalThis.setTimeout>),
 };
 
+/**
+ * Where to connect: one URL; a list of gateway instances (the first is used first, and every
+ * reconnect moves on to the next one, round robin); or a function called before every
+ * connection attempt (e.g. to pick an instance from service discovery).
+ */
+export type UrlSource = string | readonly string[] | (() => string | Promise<string>);
+
+/** How the token reaches the gateway. */
+export type TokenTransport = "query" | "frame";
+
 export interface ClientOptions {
-  /** Gateway URL, e.g. `wss://stream.example.com/ws`. */
-  url: string;
+  /** Gateway URL(s), e.g. `wss://stream.example.com/ws`: see {@link UrlSource}. */
+  url: UrlSource;
   /**
    * Returns a JWT; called before every connection, before the token's `exp` and when the
-   * gateway reports `token_expired`. Without it the connection is anonymous (public events).
+   * gateway reports `token_expired`. Without it, or when it returns `""` or `undefined`, the
+   * connection is anonymous (public events).
    */
-  token?: () => Promise<string>;
+  token?: () => Promise<string | undefined> | string | undefined;
+  /**
+   * `query` (default): the token rides on the URL (`?token=`), checked at the upgrade, so a
+   * bad token fails the connection. `frame`: it is sent in an `auth` frame right after the
+   * socket opens (before the subscriptions), so it never appears in URLs or access logs and
+   * a refused token leaves the connection anonymous.
+   */
+  tokenTransport?: TokenTransport;
   /** The gateway's heartbeat interval; silence for twice this replaces the socket. Default 15 000. */
   heartbeatMs?: number;
   /** Reconnect delays: random in [d/2, d], d = min(maxMs, initialMs × 2ⁿ). Default 500 → 15 000. */
@@ -118,6 +136,8 @@ export interface ClientErrorInfo {
 
 export type ClientEvents = {
   state: (change: StateChange) => void;
+  /** Every frame from the gateway, after the client handled it (for consoles and logs). */
+  frame: (frame: ServerFrame) => void;
   /** Every event, once, in channel order. */
   event: (event: EventFrame) => void;
   /** A channel may have missed events: reload its state (e.g. over the REST API). */
@@ -185,6 +205,7 @@ interface Conn {
 
 type Pending =
   | { kind: "subscribe"; entry: Entry; frame: SubscribeFrame; wildcards: string[] }
+  | { kind: "ping"; sentAt: number; resolve: (rttMs: number) => void; reject: (e: Error) => void }
   | { kind: "gap-unsubscribe"; channel: string; from: number }
   | { kind: "gap-subscribe"; channel: string }
   | { kind: "other" };
@@ -197,8 +218,11 @@ const RATE_LIMITED_RETRY_MS = 1_000;
 function noop(): void {}
 
 export class OdinClient extends Emitter<ClientEvents> {
-  readonly #url: string;
-  readonly #token: (() => Promise<string>) | undefined;
+  readonly #urls: UrlSource;
+  #urlIndex = 0;
+  #currentUrl: string | undefined;
+  readonly #token: ClientOptions["token"];
+  readonly #tokenTransport: TokenTransport;
   readonly #heartbeatMs: number;
   readonly #initialMs: number;
   readonly #maxMs: number;
@@ -235,8 +259,10 @@ export class OdinClient extends Emitter<ClientEvents> {
 
   constructor(options: ClientOptions) {
     super();
-    this.#url = options.url;
+    if (Array.isArray(options.url) && options.url.length === 0) throw new TypeError("url: an empty list");
+    this.#urls = options.url;
     this.#token = options.token;
+    this.#tokenTransport = options.tokenTransport ?? "query";
     this.#heartbeatMs = options.heartbeatMs ?? 15_000;
     this.#initialMs = options.backoff?.initialMs ?? 500;
     this.#maxMs = options.backoff?.maxMs ?? 15_000;
@@ -254,6 +280,11 @@ export class OdinClient extends Emitter<ClientEvents> {
 
   get stats(): Readonly<ClientStats> {
     return { ...this.#stats };
+  }
+
+  /** The URL of the current (or last) socket. */
+  get url(): string | undefined {
+    return this.#currentUrl;
   }
 
   /** The last offset delivered per channel. */
@@ -317,8 +348,17 @@ export class OdinClient extends Emitter<ClientEvents> {
     this.#setState({ state });
     let token: string | undefined;
     let Ctor: WebSocketConstructor;
+    let target: string;
     try {
-      token = this.#token ? await this.#token() : undefined;
+      target = await this.#resolveUrl();
+    } catch (e) {
+      if (generation !== this.#generation) return;
+      this.emit("error", { code: "transport", message: `url() failed: ${String(e)}` });
+      this.#scheduleReconnect(undefined);
+      return;
+    }
+    try {
+      token = (await this.#fetchToken()) || undefined;
     } catch (e) {
       if (generation !== this.#generation) return;
       this.emit("error", { code: "token", message: `token() failed: ${String(e)}` });
@@ -334,17 +374,18 @@ export class OdinClient extends Emitter<ClientEvents> {
       return;
     }
     if (generation !== this.#generation) return;
-    let url = this.#url;
-    if (token !== undefined) {
-      const u = new URL(this.#url);
-      u.searchParams.set("token", token);
-      url = u.toString();
-    }
+    this.#currentUrl = target;
+    let url = target;
     let ws: WebSocketLike;
     try {
+      if (token !== undefined && this.#tokenTransport === "query") {
+        const u = new URL(target);
+        u.searchParams.set("token", token);
+        url = u.toString();
+      }
       ws = new Ctor(url);
     } catch (e) {
-      this.emit("error", { code: "transport", message: `cannot open ${this.#url}: ${String(e)}` });
+      this.emit("error", { code: "transport", message: `cannot open ${target}: ${String(e)}` });
       this.#scheduleReconnect(undefined);
       return;
     }
@@ -365,8 +406,9 @@ export class OdinClient extends Emitter<ClientEvents> {
     };
     this.#conn = conn;
     const expiresAt = token === undefined ? undefined : jwtExpiresAt(token);
+    const frameToken = this.#tokenTransport === "frame" ? token : undefined;
     ws.onopen = () => {
-      if (this.#conn === conn) this.#onOpen(conn, expiresAt);
+      if (this.#conn === conn) this.#onOpen(conn, expiresAt, frameToken);
     };
     ws.onmessage = (ev) => {
       if (this.#conn === conn) this.#onMessage(conn, ev.data);
@@ -375,17 +417,32 @@ export class OdinClient extends Emitter<ClientEvents> {
       if (this.#conn === conn) this.#drop(conn, ev.code, ev.reason, undefined);
     };
     ws.onerror = () => {
-      if (this.#conn === conn) this.emit("error", { code: "transport", message: `socket error on ${this.#url}` });
+      if (this.#conn === conn) this.emit("error", { code: "transport", message: `socket error on ${target}` });
     };
     this.#armLiveness(conn);
   }
 
-  #onOpen(conn: Conn, expiresAt: number | undefined): void {
+  /** The URL of the next attempt. */
+  async #resolveUrl(): Promise<string> {
+    const u = this.#urls;
+    if (typeof u === "string") return u;
+    if (typeof u === "function") return await u();
+    return u[this.#urlIndex % u.length] as string;
+  }
+
+  async #fetchToken(): Promise<string | undefined> {
+    return this.#token ? await this.#token() : undefined;
+  }
+
+  #onOpen(conn: Conn, expiresAt: number | undefined, frameToken: string | undefined): void {
     const now = this.#clock.now();
     conn.openedAt = now;
     conn.lastFrameAt = now;
     this.#setState({ state: "open" });
     if (expiresAt !== undefined) this.#scheduleRefresh(conn, expiresAt);
+    // First in the queue: the gateway handles frames in order, so the subscriptions (and
+    // their replays) below are decided with this identity.
+    if (frameToken !== undefined) this.#send(conn, { type: "auth", id: this.#id("auth"), token: frameToken }, true);
     this.#resubscribeAll(conn);
     this.#flush(conn);
   }
@@ -403,6 +460,8 @@ export class OdinClient extends Emitter<ClientEvents> {
   #scheduleReconnect(delayMs: number | undefined, code?: number, reason?: string): void {
     if (this.#state === "closed") return;
     const attempt = this.#attempt++;
+    // A list of instances: the next attempt goes to the next one.
+    if (Array.isArray(this.#urls)) this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
     const ceiling = Math.min(this.#maxMs, this.#initialMs * 2 ** Math.min(attempt, 30));
     const delay = delayMs ?? Math.round(ceiling * (1 - 0.5 * this.#random()));
     const change: Omit<StateChange, "previous"> = { state: "reconnecting", attempt, delayMs: delay };
@@ -420,6 +479,9 @@ export class OdinClient extends Emitter<ClientEvents> {
   #teardown(conn: Conn, code: number, reason: string): void {
     if (this.#conn === conn) {
       this.#conn = undefined;
+      for (const p of this.#pending.values()) {
+        if (p.kind === "ping") p.reject(new Error(`connection closed before the pong (${reason})`));
+      }
       this.#pending.clear();
       this.#gaps.clear();
     }
@@ -469,7 +531,7 @@ export class OdinClient extends Emitter<ClientEvents> {
     }
     if (idle >= h && !conn.pinged && conn.openedAt !== undefined) {
       conn.pinged = true;
-      this.#send(conn, { type: "ping", id: this.#id() }, true);
+      this.#send(conn, { type: "ping", id: this.#id("ping") }, true);
     }
     const next = idle < h ? h - idle : 2 * h - idle;
     conn.liveness = this.#clock.setTimeout(() => this.#armLiveness(conn), next);
@@ -486,27 +548,54 @@ export class OdinClient extends Emitter<ClientEvents> {
     conn.refresh = this.#clock.setTimeout(() => void this.#refreshToken(conn), delay);
   }
 
-  async #refreshToken(conn: Conn): Promise<void> {
-    if (!this.#token || conn.refreshing) return;
+  async #refreshToken(conn: Conn): Promise<boolean> {
+    if (!this.#token || conn.refreshing) return false;
     conn.refreshing = true;
-    let token: string;
+    let token: string | undefined;
     try {
-      token = await this.#token();
+      token = await this.#fetchToken();
     } catch (e) {
       this.emit("error", { code: "token", message: `token() failed: ${String(e)}` });
-      return;
+      return false;
     } finally {
       conn.refreshing = false;
     }
-    if (this.#conn !== conn) return;
+    if (this.#conn !== conn || !token) return false;
     this.#stats.tokenRefreshes++;
-    this.#send(conn, { type: "auth", id: this.#id(), token }, true);
+    this.#send(conn, { type: "auth", id: this.#id("auth"), token }, true);
+    return true;
+  }
+
+  /**
+   * Calls `token()` now and sends the result in an `auth` frame on the open connection (e.g.
+   * after the user signed in); the answer comes as an `authenticated` or `error` event. Resolves
+   * `false` when nothing was sent (no open connection, no token); every later socket uses
+   * `token()` anyway.
+   */
+  authenticate(): Promise<boolean> {
+    const conn = this.#openConn();
+    return conn ? this.#refreshToken(conn) : Promise.resolve(false);
+  }
+
+  /** Sends a `ping`; resolves with the round trip in ms when the `pong` comes. */
+  ping(): Promise<number> {
+    const conn = this.#openConn();
+    if (!conn) return Promise.reject(new Error("not connected"));
+    return new Promise<number>((resolve, reject) => {
+      this.#send(conn, { type: "ping", id: this.#id("ping") }, true, {
+        kind: "ping",
+        sentAt: this.#clock.now(),
+        resolve,
+        reject,
+      });
+    });
   }
 
   // ---- sending ------------------------------------------------------------------------
 
-  #id(): string {
-    return `odin-${++this.#seq}`;
+  /** Request ids: `sub-1`, `unsub-2`, `auth-3`, `ping-4`, … */
+  #id(kind: "sub" | "unsub" | "auth" | "ping"): string {
+    return `${kind}-${++this.#seq}`;
   }
 
   /** Queues a frame; sent at most `maxMessagesPerSecond` (urgent ones jump the queue). */
@@ -549,7 +638,7 @@ export class OdinClient extends Emitter<ClientEvents> {
     wildcards: string[],
   ): void {
     const { bundle, tokens, channels, snapshot, maxRate, batchMs } = entry.spec;
-    const frame: SubscribeFrame = { type: "subscribe", id: this.#id() };
+    const frame: SubscribeFrame = { type: "subscribe", id: this.#id("sub") };
     // Only fields that are set: the gateway refuses unknown (and so newer) fields.
     if (bundle !== undefined) frame.bundle = bundle;
     if (tokens !== undefined && tokens.length > 0) frame.tokens = tokens;
@@ -599,7 +688,44 @@ export class OdinClient extends Emitter<ClientEvents> {
     }
     const conn = this.#openConn();
     if (conn && drop.length > 0) {
-      this.#send(conn, { type: "unsubscribe", id: this.#id(), channels: drop });
+      this.#send(conn, { type: "unsubscribe", id: this.#id("unsub"), channels: drop });
+    }
+  }
+
+  /**
+   * Unsubscribes channels by name, whichever subscriptions hold them (a bundle subscription
+   * left with other channels keeps those, as explicit channels); a subscription left with none
+   * ends. Channels no subscription holds are ignored.
+   */
+  unsubscribe(channels: readonly string[]): void {
+    const gone = new Set(channels);
+    const dropped: string[] = [];
+    const dropCursor = (c: string) => {
+      if (dropped.includes(c)) return;
+      dropped.push(c);
+      this.#cursors.delete(c);
+      this.#gaps.delete(c);
+    };
+    for (const entry of [...this.#entries]) {
+      if (!entry.channels.some((c) => gone.has(c))) continue;
+      const left = entry.channels.filter((c) => !gone.has(c));
+      for (const c of entry.channels) if (gone.has(c)) dropCursor(c);
+      if (left.length === 0) {
+        this.#entries.delete(entry);
+        entry.settle?.reject(new Error("unsubscribed before the gateway confirmed the subscription"));
+        entry.settle = undefined;
+        continue;
+      }
+      const spec: SubscriptionSpec = { ...entry.spec, channels: left };
+      delete spec.bundle;
+      delete spec.tokens;
+      entry.spec = spec;
+      entry.channels = left;
+      entry.set = new Set(left);
+    }
+    const conn = this.#openConn();
+    if (conn && dropped.length > 0) {
+      this.#send(conn, { type: "unsubscribe", id: this.#id("unsub"), channels: dropped });
     }
   }
 
@@ -641,9 +767,11 @@ export class OdinClient extends Emitter<ClientEvents> {
         if (typeof frame.expiresAt === "number") this.#scheduleRefresh(conn, frame.expiresAt);
         this.emit("authenticated", { userId: frame.userId, expiresAt: frame.expiresAt });
         break;
-      case "pong":
-        this.#take(frame.id);
+      case "pong": {
+        const pending = this.#take(frame.id);
+        if (pending?.kind === "ping") pending.resolve(this.#clock.now() - pending.sentAt);
         break;
+      }
       case "heartbeat":
         break;
       case "gap":
@@ -657,6 +785,7 @@ export class OdinClient extends Emitter<ClientEvents> {
         // A newer gateway's frame: ignored.
         break;
     }
+    this.emit("frame", frame);
   }
 
   #take(id: unknown): Pending | undefined {
@@ -727,7 +856,7 @@ export class OdinClient extends Emitter<ClientEvents> {
       const entry = pending.entry;
       if (f.code === "rate_limited") {
         // Ignored by the gateway: send it again shortly (same frame, fresh id).
-        const frame: SubscribeFrame = { ...pending.frame, id: this.#id() };
+        const frame: SubscribeFrame = { ...pending.frame, id: this.#id("sub") };
         const retry = { ...pending, frame };
         this.#clock.setTimeout(() => {
           if (this.#conn === conn && this.#entries.has(entry)) this.#send(conn, frame, false, retry);
@@ -764,7 +893,7 @@ export class OdinClient extends Emitter<ClientEvents> {
       return;
     }
     this.#gaps.set(channel, "draining");
-    this.#send(conn, { type: "unsubscribe", id: this.#id(), channels: [channel] }, false, {
+    this.#send(conn, { type: "unsubscribe", id: this.#id("unsub"), channels: [channel] }, false, {
       kind: "gap-unsubscribe",
       channel,
       from: g.fromOffset - 1,
@@ -781,7 +910,7 @@ export class OdinClient extends Emitter<ClientEvents> {
     this.#gaps.set(channel, "replaying");
     const frame: SubscribeFrame = {
       type: "subscribe",
-      id: this.#id(),
+      id: this.#id("sub"),
       channels: [channel],
       recover: { [channel]: from },
     };

@@ -22,6 +22,8 @@ export {
   type StateChange,
   type Subscription,
   type SubscriptionSpec,
+  type TokenTransport,
+  type UrlSource,
 } from "./client.js";
 export { expandSubscription, isWildcard, parseChannel, wildcardOf } from "./channels.js";
 export * from "./generated.js";

@@ -22,6 +22,9 @@ pub const STATS_PATH: &str = "/stats";
 const INDEX_HTML: &str = include_str!("../assets/console/index.html");
 const CONSOLE_JS: &str = include_str!("../assets/console/console.js");
 const CONSOLE_CSS: &str = include_str!("../assets/console/console.css");
+/// `@odin-stream/client`'s browser build (generated from `clients/typescript` by its
+/// `scripts/bundle.mjs --write`; `scripts/test-client.sh` fails when it is out of date).
+const ODIN_CLIENT_JS: &str = include_str!("../assets/console/odin-client.js");
 
 /// Scripts and styles only from this origin; the socket may point at another gateway.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -40,6 +43,7 @@ pub fn asset(path: &str) -> Option<Asset> {
         "/" | "/index.html" => ("text/html; charset=utf-8", INDEX_HTML),
         "/console.js" => ("text/javascript; charset=utf-8", CONSOLE_JS),
         "/console.css" => ("text/css; charset=utf-8", CONSOLE_CSS),
+        "/odin-client.js" => ("text/javascript; charset=utf-8", ODIN_CLIENT_JS),
         _ => return None,
     };
     Some(Asset { content_type, body })
@@ -194,7 +198,15 @@ mod tests {
         let page = asset("/").unwrap();
         assert!(page.content_type.starts_with("text/html"));
         assert!(page.body.contains("console.js") && page.body.contains("console.css"));
-        assert!(asset("/console.js").unwrap().body.contains("WebSocket"));
+        // The page's connection is the client library's, imported by the page's module.
+        assert!(asset("/console.js")
+            .unwrap()
+            .body
+            .contains("from './odin-client.js'"));
+        assert!(asset("/odin-client.js")
+            .unwrap()
+            .body
+            .contains("OdinClient = class"));
         assert!(asset("/console.css")
             .unwrap()
             .content_type
@@ -205,7 +217,7 @@ mod tests {
 
     #[test]
     fn the_page_loads_nothing_from_elsewhere() {
-        for path in ["/", "/console.js", "/console.css"] {
+        for path in ["/", "/console.js", "/console.css", "/odin-client.js"] {
             let body = asset(path).unwrap().body;
             assert!(
                 !body.contains("http://") && !body.contains("https://"),

@@ -767,6 +767,7 @@ async fn console_routes_and_the_stream_share_the_root_path() -> Result<()> {
         for (path, kind) in [
             ("/console.js", "text/javascript"),
             ("/console.css", "text/css"),
+            ("/odin-client.js", "text/javascript"),
         ] {
             let r = http.get(format!("{base}{path}")).send().await?;
             assert_eq!(r.status(), 200, "{path}");
