@@ -74,7 +74,11 @@ prepare() {
   if [[ -f "$dir/cluster-id" ]]; then cluster_id="$(cat "$dir/cluster-id")"
   else
     # What `kafka-storage.sh random-uuid` prints: 16 random bytes, URL-safe base64, no padding.
-    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    # (Drawn again while it starts with '-', which the tool would take for an option.)
+    cluster_id="-"
+    while [[ "$cluster_id" == -* ]]; do
+      cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    done
     echo "$cluster_id" >"$dir/cluster-id"
   fi
   local bootstrap=""

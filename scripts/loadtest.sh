@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Scenario 1 of the gateway benchmarks at a small scale, for a quick look: starts its own
-# tansu and ws-gateway on free loopback ports, creates the topics, runs the loadtest
+# Apache Kafka (scripts/kafka.sh) and ws-gateway on free loopback ports, creates the topics, runs the loadtest
 # (TRADING bundle, 3 of 100 tokens per client), prints the report, stops everything.
 # Bounded: the whole run is killed after LOADTEST_SCRIPT_TIMEOUT seconds (default 300).
 #
@@ -23,13 +23,11 @@ export LOADTEST_PRODUCE_RATE="${LOADTEST_PRODUCE_RATE:-28}"
 export LOADTEST_DURATION="${LOADTEST_DURATION:-20}"
 export LOADTEST_WARMUP="${LOADTEST_WARMUP:-2s}"
 export LOADTEST_DRAIN="${LOADTEST_DRAIN:-10s}"
-# tansu does not wake a waiting fetch when data arrives: keep the wait short.
-export KAFKA_FETCH_MAX_WAIT_MS="${KAFKA_FETCH_MAX_WAIT_MS:-1}"
 export LOG_LEVEL="${LOG_LEVEL:-warn}"
 SCRIPT_TIMEOUT="${LOADTEST_SCRIPT_TIMEOUT:-300}"
 
 
-TANSU_BIN="$(scripts/install-broker.sh | tail -n 1)"
+scripts/install-kafka.sh >/dev/null
 if [[ -z "${LOADTEST_SKIP_BUILD:-}" ]]; then
   echo "==> building ws-gateway and loadtest (release)" >&2
   cargo build --release -p ws-gateway -p loadtest >&2
@@ -49,12 +47,12 @@ KAFKA_PORT="$(free_port)"
 WS_PORT="$(free_port)"
 export KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
 
-echo "==> tansu on ${KAFKA_BROKERS}" >&2
-"$TANSU_BIN" broker \
-  --listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
-  --advertised-listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
-  --storage-engine "memory://tansu/" >"$WORK/tansu.log" 2>&1 &
+echo "==> Kafka on ${KAFKA_BROKERS} (heap ${LOADTEST_KAFKA_HEAP:-1g})" >&2
+# --foreground: the pid is the broker's JVM, stopped by cleanup with the rest.
+scripts/kafka.sh start --foreground --dir "$WORK/kafka" --port "$KAFKA_PORT" \
+  --heap "${LOADTEST_KAFKA_HEAP:-1g}" >"$WORK/kafka.log" 2>&1 &
 pids+=($!)
+echo "$!" >"$WORK/kafka.pid"
 
 # Waits up to 30 s for the broker, then creates every topic.
 "$BIN/loadtest" --create-topics >&2

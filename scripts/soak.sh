@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak run of the gateway (issue 10): a private tansu, a release ws-gateway, the loadtest
+# Soak run of the gateway: a private Apache Kafka (scripts/kafka.sh), a release ws-gateway, the loadtest
 # holding SOAK_TARGET connections on the TRADING bundle with steady events for SOAK_DURATION
 # seconds. Every SOAK_INTERVAL seconds the gateway's RSS, open file descriptors, threads,
 # open connections (one task each), channels, consumer lag and deliveries are appended to
@@ -31,12 +31,11 @@ export LOADTEST_TOKENS_PER_CLIENT="${LOADTEST_TOKENS_PER_CLIENT:-3}"
 export LOADTEST_PRODUCE_RATE="${LOADTEST_PRODUCE_RATE:-20}"
 export LOADTEST_WARMUP="${LOADTEST_WARMUP:-5s}"
 export LOADTEST_DRAIN="${LOADTEST_DRAIN:-15s}"
-export KAFKA_FETCH_MAX_WAIT_MS="${KAFKA_FETCH_MAX_WAIT_MS:-5}"
 export LOG_LEVEL="${LOG_LEVEL:-warn}"
 
 mkdir -p "$SOAK_OUT"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/odin-stream"
-TANSU_BIN="$(scripts/install-broker.sh | tail -n 1)"
+scripts/install-kafka.sh >/dev/null
 if [[ -z "${SOAK_SKIP_BUILD:-}" ]]; then
   cargo build --release -p ws-gateway -p loadtest >&2
 fi
@@ -52,10 +51,9 @@ trap cleanup INT TERM EXIT
 KAFKA_PORT="$(free_port)"
 WS_PORT="$(free_port)"
 export KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
-"$TANSU_BIN" broker \
-  --listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
-  --advertised-listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
-  --storage-engine "memory://tansu/" >"$SOAK_OUT/tansu.log" 2>&1 &
+rm -rf "$SOAK_OUT/kafka"
+scripts/kafka.sh start --foreground --dir "$SOAK_OUT/kafka" --port "$KAFKA_PORT" \
+  --heap "${SOAK_KAFKA_HEAP:-1g}" >"$SOAK_OUT/kafka.log" 2>&1 &
 pids+=($!)
 "$BIN/loadtest" --create-topics >&2
 

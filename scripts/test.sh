@@ -28,10 +28,16 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace --no-fail-fast
 
+step "TypeScript client (clients/typescript: build, unit tests, npm pack)"
+scripts/test-client.sh
+
 step "API fuzzing (schemathesis against publisher and aggregator)"
 scripts/api-fuzz.sh
 
 step "deployment checks"
 scripts/check-deploy.sh
+
+step "operations checks (Prometheus rules and their tests, Kubernetes manifests)"
+scripts/check-ops.sh
 
 step "all checks passed"

@@ -301,7 +301,7 @@ def check_topic_script_logic() -> None:
         check("topic script creates all 20 topics on an empty cluster", first.returncode == 0 and len(creates) == 20,
               f"rc={first.returncode} creates={len(creates)} {first.stderr}")
         trades = next((l for l in creates if " odin.trades " in l), "")
-        want = ["brokers=rp1:9092,rp2:9092", "-p 12", "-r 3", "retention.ms=30000", "max.message.bytes=1048576", "compression.type=producer"]
+        want = ["brokers=rp1:9092,rp2:9092", "-p 12", "-r 3", "retention.ms=30000", "max.message.bytes=1048576", "compression.type=snappy"]
         check("odin.trades is created with 12 partitions, 3 replicas, 30 s retention", all(w in trades for w in want), trades)
         dlq = next((l for l in creates if " odin.trades.dlq " in l), "")
         check("odin.trades.dlq is created with 1 partition and 7 days", "-p 1 " in dlq and "retention.ms=604800000" in dlq, dlq)

@@ -1,4 +1,4 @@
-//! End-to-end ingest throughput through a real broker: a private tansu (testkit), N trades
+//! End-to-end ingest throughput through a real broker: a private Kafka (testkit), N trades
 //! on a 12-partition input, the aggregator replaying them (one task and connection per
 //! partition), then N more produced live. Reports trades/s as counted by `/stats`.
 //!

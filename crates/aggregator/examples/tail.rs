@@ -26,7 +26,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let connector = KafkaConnector::from_brokers(brokers.split(',').map(str::to_owned).collect());
     let admin = connector.client().await?;
-    // An unfiltered list: a filtered metadata request would auto-create the topic on tansu.
+    // An unfiltered list: a filtered metadata request would auto-create the topic on a broker
+    // with `auto.create.topics.enable`.
     let partitions = *partition_counts(&admin)
         .await?
         .get(&topic)

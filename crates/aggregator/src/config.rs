@@ -78,6 +78,12 @@ pub struct Config {
     #[arg(long, env = "AGGREGATE_MAX_FUTURE", default_value = "5min", value_parser = humantime::parse_duration)]
     pub max_future: Duration,
 
+    /// How far a trade's record timestamp may lie before the trade's own time (producer clock
+    /// skew, late appends). A restart seeks the input by time to the first tick's horizon
+    /// less this margin, instead of replaying everything retained.
+    #[arg(long, env = "AGGREGATOR_ALLOWED_LATENESS", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub allowed_lateness: Duration,
+
     /// Create missing input, output and dead-letter topics at start (never by metadata
     /// auto-creation).
     #[arg(long, env = "AGGREGATOR_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -134,6 +140,7 @@ pub struct Settings {
     pub instance_index: u32,
     pub instance_count: u32,
     pub max_future_ms: i64,
+    pub allowed_lateness_ms: i64,
 }
 
 impl Settings {
@@ -273,6 +280,8 @@ impl Config {
             instance_index: self.instance_index,
             instance_count: self.instance_count,
             max_future_ms: i64::try_from(self.max_future.as_millis()).unwrap_or(i64::MAX / 4),
+            allowed_lateness_ms: i64::try_from(self.allowed_lateness.as_millis())
+                .unwrap_or(i64::MAX / 4),
         })
     }
 }

@@ -103,7 +103,8 @@ impl Progress {
     }
 }
 
-/// Reads one partition from the earliest retained record until `cancel`.
+/// Reads one partition from the first record the first tick can use (found by timestamp)
+/// until `cancel`.
 pub async fn run_partition(
     core: Arc<Core>,
     a: Assignment,
@@ -123,7 +124,7 @@ pub async fn run_partition(
         client,
         a.topic.clone(),
         a.partition,
-        StartFrom::Earliest,
+        StartFrom::Timestamp(core.replay_from_ms()),
         core.fetch,
     )
     .with_health(core.health.clone());

@@ -135,6 +135,16 @@ impl Core {
         }
     }
 
+    /// Where a starting instance reads its input from (epoch ms, by record timestamp): the
+    /// first tick's horizon — nothing older can count in any window — less the allowed
+    /// lateness of record timestamps.
+    pub fn replay_from_ms(&self) -> i64 {
+        self.first_end
+            - self.settings.interval_ms
+            - self.settings.largest_window_ms()
+            - self.settings.allowed_lateness_ms
+    }
+
     pub fn is_replay_complete(&self) -> bool {
         self.replay_complete.load(Ordering::Acquire)
     }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rskafka::chrono::{TimeZone, Utc};
 use rskafka::client::error::{Error as RsError, ProtocolError, ServerErrorResponse};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::Client;
@@ -25,6 +26,9 @@ pub enum StartFrom {
     Latest,
     /// A given offset (e.g. the one after the last record processed).
     Offset(i64),
+    /// The first record whose timestamp is at or after this instant (epoch ms), found with
+    /// ListOffsets by timestamp; the log end when every record is older.
+    Timestamp(i64),
 }
 
 impl std::str::FromStr for StartFrom {
@@ -44,8 +48,9 @@ impl std::str::FromStr for StartFrom {
 /// How each fetch asks the broker.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchSettings {
-    /// Longest the broker may hold a fetch waiting for data. tansu does not wake a waiting
-    /// fetch when data arrives, so this is the worst-case added latency there.
+    /// Longest the broker may hold a fetch waiting for data. Kafka and Redpanda answer a
+    /// waiting fetch as soon as data arrives, so this bounds only how often an idle
+    /// partition is polled.
     pub max_wait_ms: i32,
     /// Upper bound of bytes per fetch.
     pub max_bytes: i32,
@@ -187,19 +192,9 @@ impl PartitionConsumer {
         Ok(pc)
     }
 
-    /// The log end, read from a fetch response: tansu's ListOffsets(Latest) answers the start
-    /// of the last batch + 1, not the log end.
+    /// The log end (the high-watermark: the offset the next produced record gets).
     async fn log_end(pc: &PartitionClient) -> Result<i64, RsError> {
-        let earliest = pc.get_offset(OffsetAt::Earliest).await?;
-        match pc.fetch_records(earliest, 1..1024, 0).await {
-            Ok((_, hwm)) => Ok(hwm),
-            Err(RsError::ServerError {
-                protocol_error: ProtocolError::OffsetOutOfRange,
-                response: Some(ServerErrorResponse::PartitionFetchState { high_watermark, .. }),
-                ..
-            }) => Ok(high_watermark),
-            Err(e) => Err(e),
-        }
+        pc.get_offset(OffsetAt::Latest).await
     }
 
     async fn resolve_start(&mut self, pc: &PartitionClient) -> Result<i64, RsError> {
@@ -210,6 +205,17 @@ impl PartitionConsumer {
             StartFrom::Earliest => pc.get_offset(OffsetAt::Earliest).await?,
             StartFrom::Latest => Self::log_end(pc).await?,
             StartFrom::Offset(o) => o,
+            StartFrom::Timestamp(ms) => {
+                let at = Utc
+                    .timestamp_millis_opt(ms)
+                    .single()
+                    .unwrap_or_else(Utc::now);
+                match pc.get_offset(OffsetAt::Timestamp(at)).await? {
+                    // Kafka's answer when no record is that recent.
+                    o if o < 0 => Self::log_end(pc).await?,
+                    o => o,
+                }
+            }
         };
         debug!(topic = %self.topic, partition = self.partition, offset = o, "consumer start resolved");
         self.next_offset = Some(o);
@@ -252,16 +258,23 @@ impl PartitionConsumer {
                 ..
             }) => {
                 let earliest = pc.get_offset(OffsetAt::Earliest).await?;
-                let hwm = match response {
-                    Some(ServerErrorResponse::PartitionFetchState { high_watermark, .. }) => {
-                        high_watermark
-                    }
-                    _ => Self::log_end(&pc).await?,
-                };
+                // Kafka answers OffsetOutOfRange with a high-watermark of -1: ask for it.
+                let hwm =
+                    match response {
+                        Some(ServerErrorResponse::PartitionFetchState {
+                            high_watermark, ..
+                        }) if high_watermark >= 0 => high_watermark,
+                        _ => Self::log_end(&pc).await?,
+                    };
+                // Behind the log start (retention deleted it): the earliest retained record
+                // is the next one there is. Beyond the log end (the topic was recreated, or
+                // the log truncated by an unclean leader change): never rewind to the start
+                // of what is now a different log (the aggregator would re-apply hours of
+                // trades); resume at its end and count what that passes over.
                 let (new, skipped) = if offset < earliest {
                     (earliest, earliest - offset)
                 } else {
-                    (hwm.max(earliest), 0)
+                    (hwm.max(earliest), (hwm - earliest).max(0))
                 };
                 warn!(
                     topic = %self.topic, partition = self.partition, offset, earliest, hwm, skipped,
@@ -269,6 +282,8 @@ impl PartitionConsumer {
                 );
                 metrics::counter!("kafka_consumer_offset_resets_total", "topic" => self.topic.clone())
                     .increment(1);
+                metrics::counter!("kafka_consumer_records_skipped_total", "topic" => self.topic.clone())
+                    .increment(u64::try_from(skipped).unwrap_or(0));
                 self.next_offset = Some(new);
                 self.high_watermark = hwm;
                 Ok(Batch {
@@ -360,9 +375,10 @@ async fn settle_inside_batch(
 
 /// Reads from `offset` when it lies inside a produced batch.
 ///
-/// tansu answers a fetch that starts inside a batch with the batches after it, so a
-/// consumer resuming mid-batch (a replay from a client's last offset, a restart) would
-/// skip the rest of that batch. A fetch whose first record is past the position is
+/// Kafka and Redpanda answer a fetch that starts inside a batch with that whole batch, so
+/// this path never runs against them; tansu 0.6 answered with the batches after it, and any
+/// broker that does the same would make a consumer resuming mid-batch (a replay from a
+/// client's last offset, a restart) skip the rest of that batch. A fetch whose first record is past the position is
 /// therefore re-read from a batch boundary at or before it: step back until the broker
 /// answers from where it was asked (a boundary), walk forward by whole batches, and keep
 /// the records at or after `offset`. `None` when no such records could be found (a

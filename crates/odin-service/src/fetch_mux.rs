@@ -2,11 +2,9 @@
 //! per broker, on one connection per broker.
 //!
 //! A reader of every partition (the gateway reads 96) with one connection and one request
-//! per partition makes the broker answer 96 requests per fetch cycle. tansu sleeps out
-//! every fetch's max-wait and is never woken by new data, so low latency there needs short
-//! waits, and short waits × one request per partition saturate it (measured: 1.55 broker
-//! cores for 96 partitions at 1 ms; one 96-partition request per cycle: 0.35 cores). This
-//! module keeps each partition consumer's own logic (position, resets, retries) and only
+//! per partition makes the broker answer 96 requests per fetch cycle, and holds 96 waiting
+//! fetches in its purgatory; one request per broker lane carries them all, and the broker
+//! answers it as soon as any of its partitions has data. This module keeps each partition consumer's own logic (position, resets, retries) and only
 //! batches the wire: a consumer asks [`FetchMux::fetch`] for its partition, a per-broker
 //! lane gathers every fetch waiting at that moment into one request, and splits the answer.
 //!
@@ -434,8 +432,7 @@ fn request(batch: &[Pending], settings: FetchSettings) -> FetchRequest {
         }
     }
     // The whole answer may hold every partition's share: a total of one partition's share
-    // would starve the partitions after the first busy one (tansu then answers them with no
-    // records below the high-watermark, which looks like a position inside a batch).
+    // would starve the partitions after the first busy one.
     let total = (i64::from(max.0) * batch.len() as i64).min(MAX_RESPONSE_BYTES);
     FetchRequest {
         replica_id: Int32(-1),

@@ -1,6 +1,6 @@
 //! rskafka client construction with retry/backoff, and the Kafka health every service reports.
 //!
-//! Broker facts this is built around (tansu 0.6 and Kafka alike): a broker answers one
+//! Broker facts this is built around (Kafka and Redpanda alike): a broker answers one
 //! request at a time per connection, and rskafka's partition clients share one connection
 //! per broker per [`Client`]. So every component that long-polls gets its own `Client`
 //! (its own connection) from [`KafkaConnector::client`], and producers never share one with
@@ -126,8 +126,8 @@ impl KafkaConnector {
     }
 }
 
-/// Topic name → partition count, from an unfiltered metadata request (a filtered one would
-/// auto-create missing topics on tansu).
+/// Topic name → partition count, from an unfiltered metadata request (a filtered one makes a
+/// broker with `auto.create.topics.enable`, such as Redpanda in dev mode, create the topic).
 pub async fn partition_counts(client: &Client) -> Result<HashMap<String, i32>, KafkaError> {
     Ok(client
         .list_topics()

@@ -40,7 +40,34 @@ pub fn prometheus() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only when another recorder is installed; ours still renders what it sees.
             let _ = metrics::set_global_recorder(recorder);
+            describe_shared();
             handle
         })
         .clone()
+}
+
+/// `# HELP` for the metrics the shared Kafka code records in every service.
+fn describe_shared() {
+    use metrics::{describe_counter, describe_histogram, Unit};
+    describe_counter!(
+        "kafka_consumer_offset_resets_total",
+        "Times a partition consumer's position was out of the log's range and was moved, by topic"
+    );
+    describe_counter!(
+        "kafka_consumer_records_skipped_total",
+        "Records a consumer passed over when its position was reset (deleted by retention, or in a replaced log), by topic"
+    );
+    describe_counter!(
+        "kafka_consumer_errors_total",
+        "Failed fetch attempts (retried with backoff), by topic"
+    );
+    describe_counter!(
+        "kafka_produce_records_total",
+        "Records produced, by topic and result (ok: acknowledged by the broker)"
+    );
+    describe_histogram!(
+        "kafka_produce_batch_seconds",
+        Unit::Seconds,
+        "Time from sending a produce batch to the broker's answer, by topic"
+    );
 }

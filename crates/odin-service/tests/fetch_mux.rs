@@ -93,8 +93,8 @@ async fn every_partition_gets_its_own_records_in_order() -> anyhow::Result<()> {
         assert_eq!(hwm, 15);
     }
 
-    // Past the log end: the same answer as rskafka's partition client (tansu answers an
-    // empty fetch with the high-watermark, Kafka OffsetOutOfRange).
+    // Past the log end: the same answer as rskafka's partition client (Kafka:
+    // OffsetOutOfRange).
     let pc = client
         .partition_client(
             topics[0].clone(),

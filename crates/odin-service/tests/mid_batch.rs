@@ -1,6 +1,6 @@
 //! A consumer that starts (or resumes) in the middle of a produced batch gets every record
-//! from its position on. tansu answers a fetch that starts inside a batch with the batches
-//! after it, so the consumer must notice the gap and read the batch it started in.
+//! from its position on (Kafka answers such a fetch with the whole batch; tansu 0.6 answered
+//! with the batches after it, which the consumer must also survive).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;

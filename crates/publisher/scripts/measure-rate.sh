@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Measures how closely the simulator holds requested rates: starts a private tansu on a free
+# Measures how closely the simulator holds requested rates: starts a private Kafka on a free
 # loopback port and the release publisher, then for each rate runs the simulator, waits
 # WARMUP seconds and counts acknowledged events over WINDOW seconds (from GET /stats).
 # Usage: crates/publisher/scripts/measure-rate.sh [RATE ...]   (default: 1 100 1000 10000 50000 75000 100000)
-# Needs: cargo build -p publisher --release, curl, jq, scripts/install-broker.sh.
+# Needs: cargo build -p publisher --release, curl, jq; installs Kafka (scripts/install-kafka.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RATES=("${@:-1 100 1000 10000 50000 75000 100000}")
@@ -11,18 +11,16 @@ read -r -a RATES <<<"${RATES[*]}"
 WINDOW=${WINDOW:-10}
 # Half a second off the whole seconds so, at low rates, no event sits on a window edge.
 WARMUP=${WARMUP:-3.5}
-TANSU=${TANSU_BIN:-$HOME/.cache/odin-stream/tansu-0.6.0/bin/tansu}
 BIN=target/release/publisher
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 KPORT=$(free_port); APORT=$(free_port)
 LOG=$(mktemp -d)
-"$TANSU" broker --listener-url "tcp://127.0.0.1:$KPORT" --advertised-listener-url "tcp://127.0.0.1:$KPORT" \
-  --storage-engine memory://tansu/ --cluster-id odin-bench >"$LOG/tansu.log" 2>&1 &
+scripts/kafka.sh start --foreground --dir "$LOG/kafka" --port "$KPORT" --heap 1g >"$LOG/kafka.log" 2>&1 &
 TPID=$!
 PPID_=""
 cleanup() { [ -n "$PPID_" ] && kill "$PPID_" 2>/dev/null; kill "$TPID" 2>/dev/null; wait 2>/dev/null || true; }
 trap cleanup EXIT
-sleep 1
+for _ in $(seq 300); do grep -q "Kafka Server started" "$LOG/kafka.log" 2>/dev/null && break; sleep 0.2; done
 API_HOST=127.0.0.1 API_PORT=$APORT KAFKA_BROKERS=127.0.0.1:$KPORT LOG_LEVEL=warn \
   "$BIN" --create-topics >"$LOG/publisher.log" 2>&1 &
 PPID_=$!

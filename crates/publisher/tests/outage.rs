@@ -12,7 +12,7 @@ use odin_events::envelope::parse_record;
 use odin_events::EventType;
 use serde_json::{json, Value};
 
-use common::{consumer_client, eventually, read_at, specs, start};
+use common::{consumer_client, eventually, read_at, start};
 
 fn event(i: usize) -> Value {
     json!({"eventType": "TRADE_EXECUTED", "tokenId": format!("OUT{}", i % 7),
@@ -86,9 +86,8 @@ async fn broker_loss_is_a_503_and_the_publisher_recovers_without_losing_acknowle
     assert_eq!(v["publisherHealthy"], false);
     assert_eq!(v["isRunning"], true, "the simulator keeps running");
 
-    // The broker returns (empty: memory storage), topics are recreated by operations.
+    // The broker returns with its log and topics.
     broker.restart().await.unwrap();
-    broker.create_topics(&specs(&p.config)).await.unwrap();
     let published_at_restart = {
         let v: Value = p.get("/stats").await.json().await.unwrap();
         v["messagesPublished"].as_u64().unwrap()

@@ -208,18 +208,23 @@ impl Broker {
         let log_file = std::fs::File::create(&log).with_context(|| format!("creating {log:?}"))?;
         // The watchdog shell stops the node when this test process goes away, even if it was
         // killed before destructors ran. SIGTERM to the shell: a clean shutdown of the node;
-        // SIGUSR1: SIGKILL it (a crash).
+        // SIGUSR1: SIGKILL it (a crash); SIGHUP: a clean shutdown, then the data folder (if
+        // it is the kit's) is removed.
         let script = r#"
             "$KAFKA_SH" node "$NODE_DIR" &
             child=$!
+            clean=
             trap 'kill -TERM $child 2>/dev/null' TERM INT
             trap 'kill -KILL $child 2>/dev/null' USR1
+            trap 'clean=1; kill -TERM $child 2>/dev/null' HUP
             while kill -0 "$WATCH" 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done
             kill -TERM $child 2>/dev/null
             for _ in $(seq 100); do kill -0 $child 2>/dev/null || break; sleep 0.1; done
             kill -KILL $child 2>/dev/null
             wait $child 2>/dev/null
-            if [ -n "$CLEANUP" ] && ! kill -0 "$WATCH" 2>/dev/null; then rm -rf "$CLEANUP"; fi
+            if [ -n "$CLEANUP" ] && { [ -n "$clean" ] || ! kill -0 "$WATCH" 2>/dev/null; }; then
+                rm -rf "$CLEANUP"
+            fi
         "#;
         let cleanup = match (&self.dir, id) {
             (Some((d, true)), 1) => d.display().to_string(),
@@ -376,6 +381,88 @@ impl Broker {
         self.create_topics(&specs).await
     }
 
+    /// Runs one of the Apache command-line tools (`kafka-configs.sh`, …) from
+    /// `scripts/kafka/bin` and returns what it printed on stdout.
+    pub async fn tool(&self, name: &str, args: &[&str]) -> Result<String> {
+        let out = Command::new(kafka_bin_dir().join(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("running {name}"))?;
+        if !out.status.success() {
+            bail!(
+                "{name} {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A topic's configs set on the topic itself, read back with `kafka-configs.sh --describe`.
+    pub async fn topic_configs(
+        &self,
+        topic: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        let out = self
+            .tool(
+                "kafka-configs.sh",
+                &[
+                    "--bootstrap-server",
+                    self.addr(),
+                    "--describe",
+                    "--entity-type",
+                    "topics",
+                    "--entity-name",
+                    topic,
+                ],
+            )
+            .await?;
+        // "  retention.ms=30000 sensitive=false synonyms={…}"
+        Ok(out
+            .lines()
+            .filter(|l| l.starts_with("  "))
+            .filter_map(|l| l.trim().split(' ').next())
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
+
+    /// Sets topic configs with `kafka-configs.sh --alter`.
+    pub async fn alter_topic_configs(&self, topic: &str, configs: &[(&str, &str)]) -> Result<()> {
+        let list: Vec<String> = configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        self.tool(
+            "kafka-configs.sh",
+            &[
+                "--bootstrap-server",
+                self.addr(),
+                "--alter",
+                "--entity-type",
+                "topics",
+                "--entity-name",
+                topic,
+                "--add-config",
+                &list.join(","),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes a topic and waits until it is gone from metadata.
+    pub async fn delete_topic(&self, topic: &str) -> Result<()> {
+        let c = self.client().await?;
+        c.controller_client()?.delete_topic(topic, 10_000).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while partition_counts(&c).await?.contains_key(topic) {
+            if Instant::now() > deadline {
+                bail!("topic {topic} still listed 30 s after its deletion");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     /// Whether this is a private broker the kit can stop and restart.
     pub fn is_private(&self) -> bool {
         !self.nodes.is_empty()
@@ -459,7 +546,7 @@ impl Drop for Broker {
     fn drop(&mut self) {
         for n in &self.nodes {
             if let Some(c) = n.child.as_ref() {
-                signal_shell(c, "-TERM");
+                signal_shell(c, "-HUP");
             }
         }
         // A folder of ours whose nodes are all stopped already: nothing will remove it.

@@ -1,4 +1,4 @@
-//! How long a lossless reconnect takes: a private tansu (testkit), the gateway in-process,
+//! How long a lossless reconnect takes: a private Kafka (testkit), the gateway in-process,
 //! `--missed` records of one channel produced among `--noise` records of other tokens in the
 //! same partition, then `--rounds` clients each subscribe with `"recover"` from before the
 //! first missed record. Prints percentiles of subscribe → `subscribed` reply (all replayed

@@ -60,14 +60,15 @@ pub struct Config {
     #[arg(long, env = "WS_START_FROM", value_enum, default_value_t = StartPosition::Latest)]
     pub start_from: StartPosition,
 
-    /// Longest a fetch waits for data. tansu does not wake a waiting fetch when data arrives,
-    /// so this is the worst-case added latency on tansu; every partition polls this often.
+    /// Longest a fetch waits for data. Kafka and Redpanda answer a waiting fetch as soon as
+    /// data arrives, so this adds no latency: it sets how often idle partitions are asked
+    /// again (the broker's cost while nothing happens).
     #[arg(long, env = "KAFKA_FETCH_MAX_WAIT_MS", default_value_t = 20)]
     pub fetch_max_wait_ms: i32,
 
     /// `multi`: every partition's fetch rides in one request per broker (one connection per
     /// broker); `partition`: a connection and a request per partition. With 96 partitions
-    /// and short waits, `multi` is what keeps the broker (tansu above all) from saturating.
+    /// and short waits, `multi` is what keeps the broker from answering a request per partition.
     #[arg(long, env = "KAFKA_FETCH_MODE", value_enum, default_value_t = FetchMode::Multi)]
     pub fetch_mode: FetchMode,
 
@@ -77,10 +78,9 @@ pub struct Config {
     pub fetch_connections: usize,
 
     /// Client-side polling: when > 0, every fetch asks with max-wait 0 and a partition whose
-    /// fetch came back empty waits this long before the next one. tansu holds every fetch for
-    /// its full max-wait even when data is there (a record then waits 1.5× the max-wait on
-    /// average); polling costs the same number of requests for a third of that latency.
-    /// 0 = long-poll with `KAFKA_FETCH_MAX_WAIT_MS` (right for Kafka/Redpanda).
+    /// fetch came back empty waits this long before the next one. Only for a broker that
+    /// holds a fetch for its whole max-wait even when data is there (tansu 0.6 did); 0 =
+    /// long-poll with `KAFKA_FETCH_MAX_WAIT_MS`, right for Kafka and Redpanda.
     #[arg(long, env = "KAFKA_FETCH_POLL_MS", default_value_t = 0)]
     pub fetch_poll_ms: u64,
 

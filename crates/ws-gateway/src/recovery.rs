@@ -236,7 +236,8 @@ impl Recoverer {
             Some(n) => n,
             None => {
                 let client = self.client().await.ok()?;
-                // An unfiltered listing: a filtered one would create the topic on tansu.
+                // An unfiltered listing: a filtered one would create the topic on a broker
+                // with `auto.create.topics.enable`.
                 let counts = partition_counts(&client).await.ok()?;
                 let n = counts.get(&topic).copied();
                 if let Ok(mut p) = self.partitions.lock() {
@@ -333,11 +334,12 @@ impl Recoverer {
                     response,
                     ..
                 }) => {
+                    // Kafka answers OffsetOutOfRange with a high-watermark of -1: ask for it.
                     let hwm = match response {
                         Some(ServerErrorResponse::PartitionFetchState {
                             high_watermark, ..
-                        }) => high_watermark,
-                        _ => -1,
+                        }) if high_watermark >= 0 => high_watermark,
+                        _ => pc.get_offset(OffsetAt::Latest).await?,
                     };
                     if next > hwm {
                         debug!(%channel, after, hwm, "recovery position beyond the log end");

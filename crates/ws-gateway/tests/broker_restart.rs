@@ -1,6 +1,7 @@
 //! Broker loss: the gateway reports it (`/health` 503 with the reason, `ws_kafka_connected`
 //! 0), retries, and when the broker returns delivers every record it then holds, from the
-//! right place. Its own test binary: it owns a private broker and reads a process-wide gauge.
+//! right place; a topic deleted and created again (a new log whose offsets start over) is
+//! recognised as new and read from its start. Its own test binary: it owns a private broker and reads a process-wide gauge.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -18,8 +19,6 @@ async fn broker_restart_loses_no_record_it_holds() {
         eprintln!("skipped: ODIN_TEST_BROKERS points at a broker this test cannot restart");
         return;
     }
-    // Four partitions: what tansu auto-creates if a reconnecting client names a topic
-    // before the test has recreated it, so the layout is the same either way.
     let (prefix, names) = fresh_names(TopicMode::PerCategory);
     create_topics(&broker, &names, 4).await;
     let gw = Gateway::start_on(&broker, &prefix, TopicMode::PerCategory, &[]).await;
@@ -57,12 +56,39 @@ async fn broker_restart_loses_no_record_it_holds() {
     }
     assert_eq!(metric(gw.addr, "ws_kafka_connected").await, 0.0);
 
-    // Memory storage: the broker comes back empty. Everything written to it from now on
-    // must reach the client, including records at offsets below the old position.
+    // The broker comes back with its log: what is produced next follows on, nothing is read
+    // twice and no position is reset.
     broker.restart().await.unwrap();
-    create_topics(&broker, &names, 4).await;
     let p = producer(&broker);
-    // More BTC records than before the loss, so the new log grows past the old position
+    let kept: Vec<_> = (0..6)
+        .map(|i| {
+            record(
+                &names,
+                &envelope(EventType::TradeExecuted, "BTC", json!({"kept": i})),
+            )
+        })
+        .collect();
+    produce(&p, kept).await;
+    let got = c.events(6).await;
+    let seen: Vec<i64> = got
+        .iter()
+        .map(|e| e["data"]["kept"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seen, (0..6).collect::<Vec<_>>(), "{got:?}");
+    assert!(c.drain().await.is_empty(), "no duplicates");
+    let trades = names.topic_for(EventType::TradeExecuted).to_owned();
+    let resets = format!("ws_kafka_log_resets_total{{topic=\"{trades}\"}}");
+    assert_eq!(
+        metric(gw.addr, &resets).await,
+        0.0,
+        "the same log: no reset"
+    );
+
+    // The topic is deleted and created again: a new log whose offsets start at 0, below
+    // the gateway's position. Everything written to it must reach the client.
+    broker.delete_topic(&trades).await.unwrap();
+    create_topics(&broker, &names, 4).await;
+    // More BTC records than the old log held, so the new log grows past the old position
     // and only recognising the log as new avoids skipping its first records.
     let after: Vec<_> = (0..12)
         .map(|i| {
@@ -82,8 +108,6 @@ async fn broker_restart_loses_no_record_it_holds() {
     seen.sort_unstable();
     assert_eq!(seen, (0..12).collect::<Vec<_>>(), "{got:?}");
     assert!(c.drain().await.is_empty(), "no duplicates");
-    let trades = names.topic_for(EventType::TradeExecuted);
-    let resets = format!("ws_kafka_log_resets_total{{topic=\"{trades}\"}}");
     assert!(metric(gw.addr, &resets).await >= 1.0);
     gw.wait_healthy().await;
     assert_eq!(metric(gw.addr, "ws_kafka_connected").await, 1.0);

@@ -276,8 +276,8 @@ fn rand_u32() -> u32 {
     h.finish() as u32
 }
 
-/// Producers batch: a client's last offset usually lies inside a produced batch, and tansu
-/// answers a fetch that starts there with the batches after it. The replay must still start
+/// Producers batch: a client's last offset usually lies inside a produced batch, and a
+/// fetch that starts there is answered with the whole batch. The replay must still start
 /// right after the client's offset.
 #[tokio::test]
 async fn replays_from_inside_a_produced_batch() {
@@ -319,5 +319,159 @@ async fn replays_from_inside_a_produced_batch() {
         let want: Vec<String> = (seen + 1..10).map(|i| format!("{token}-{i}")).collect();
         assert_eq!(r.items, want, "after record {seen}");
         assert!(r.outcome.recovered);
+    }
+}
+
+/// Per-category names under a fresh prefix, with one-partition topics of their own.
+async fn own_topics(broker: &testkit::Broker, retention_ms: i64) -> TopicNames {
+    let prefix = format!("{}.", testkit::unique_topic("rec"));
+    let mut names = TopicNames::default();
+    for t in names.categories.iter_mut() {
+        *t = format!("{prefix}{t}");
+    }
+    let specs: Vec<_> = names
+        .event_topic_specs()
+        .into_iter()
+        .map(|s| odin_events::TopicSpec {
+            partitions: 1,
+            retention_ms,
+            ..s
+        })
+        .collect();
+    broker.create_topics(&specs).await.unwrap();
+    names
+}
+
+fn now_envelope(token: &str, i: usize) -> Envelope {
+    let mut e = envelope(EventType::TradeExecuted, token, i);
+    e.metadata.timestamp = rskafka::chrono::Utc::now().timestamp_millis();
+    e
+}
+
+#[tokio::test]
+async fn records_deleted_by_retention_are_reported_as_retention() {
+    let broker = testkit::shared();
+    let names = own_topics(broker, 1_000).await;
+    let topic = names.topic_for(EventType::TradeExecuted).to_owned();
+    broker
+        .alter_topic_configs(&topic, &[("segment.ms", "200")])
+        .await
+        .unwrap();
+    let p = producer(broker);
+    let mut offsets = Vec::new();
+    for i in 0..5 {
+        offsets.push(
+            p.send(record(&topic, &now_envelope("RET", i)))
+                .await
+                .unwrap()
+                .offset,
+        );
+    }
+    // Appends roll segments; the broker's retention check then deletes the old ones.
+    let client = broker.client().await.unwrap();
+    let pc = client
+        .partition_client(
+            topic.clone(),
+            0,
+            rskafka::client::partition::UnknownTopicHandling::Retry,
+        )
+        .await
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut i = 5;
+    while pc
+        .get_offset(rskafka::client::partition::OffsetAt::Earliest)
+        .await
+        .unwrap()
+        <= offsets[4]
+    {
+        assert!(
+            Instant::now() < until,
+            "retention deleted nothing within 60 s"
+        );
+        p.send(record(&topic, &now_envelope("RET", i)))
+            .await
+            .unwrap();
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let rec = Recoverer::new(broker.connector(), names.clone(), &RecoveryArgs::default());
+    let channel = Channel::parse("RET.trade").unwrap();
+    let r = rec
+        .replay(
+            &channel,
+            offsets[1],
+            1000,
+            deadline(),
+            decode(Category::Trade),
+        )
+        .await;
+    assert!(!r.outcome.recovered);
+    assert_eq!(r.outcome.reason, Some(Incomplete::Retention));
+    assert!(r.items.is_empty());
+}
+
+#[tokio::test]
+async fn a_position_in_a_deleted_and_recreated_topic_is_beyond_the_log_end() {
+    let broker = testkit::shared();
+    let names = own_topics(broker, 3_600_000).await;
+    let topic = names.topic_for(EventType::TradeExecuted).to_owned();
+    let p = producer(broker);
+    let mut offsets = Vec::new();
+    for i in 0..10 {
+        offsets.push(
+            p.send(record(&topic, &now_envelope("NEW", i)))
+                .await
+                .unwrap()
+                .offset,
+        );
+    }
+    broker.delete_topic(&topic).await.unwrap();
+    own_topics_again(broker, &names).await;
+    let p = producer(broker);
+    for i in 0..2 {
+        p.send(record(&topic, &now_envelope("NEW", 100 + i)))
+            .await
+            .unwrap();
+    }
+
+    let rec = Recoverer::new(broker.connector(), names.clone(), &RecoveryArgs::default());
+    let channel = Channel::parse("NEW.trade").unwrap();
+    let r = rec
+        .replay(
+            &channel,
+            offsets[8],
+            1000,
+            deadline(),
+            decode(Category::Trade),
+        )
+        .await;
+    assert!(!r.outcome.recovered);
+    assert_eq!(r.outcome.reason, Some(Incomplete::BeyondLogEnd));
+    assert!(r.items.is_empty());
+}
+
+async fn own_topics_again(broker: &testkit::Broker, names: &TopicNames) {
+    let specs: Vec<_> = names
+        .event_topic_specs()
+        .into_iter()
+        .map(|s| odin_events::TopicSpec {
+            partitions: 1,
+            retention_ms: 3_600_000,
+            ..s
+        })
+        .collect();
+    // Deletion finishes in the background: retry until the name can be taken again.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        match broker.create_topics(&specs).await {
+            Ok(()) => return,
+            Err(e) if Instant::now() < until => {
+                eprintln!("recreating: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot recreate topics: {e}"),
+        }
     }
 }

@@ -153,8 +153,7 @@ fn settings() -> FetchSettings {
     }
 }
 
-/// The record at `offset`, waiting up to 10 s for it. Reads from the partition start:
-/// tansu answers a fetch from inside a produced batch with the batches after it.
+/// The record at `offset`, waiting up to 10 s for it (read from the partition start).
 pub async fn read_at(
     client: &Arc<Client>,
     topic: &str,

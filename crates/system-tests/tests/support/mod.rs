@@ -86,17 +86,6 @@ pub fn fresh_names() -> (String, TopicNames) {
     (prefix, names)
 }
 
-/// Environment for services producing to a persistent (sqlite) tansu: its sqlite engine
-/// cannot serve snappy batches back (a fetch that reaches one fails with
-/// `UnexpectedType("Snappy")` and the broker drops the connection; gzip, lz4, zstd and none
-/// work), so lz4 there instead of the services' snappy default.
-pub fn sqlite_safe_compression() -> Vec<(&'static str, String)> {
-    vec![
-        ("KAFKA_COMPRESSION", "lz4".into()),
-        ("AGGREGATE_COMPRESSION", "lz4".into()),
-    ]
-}
-
 /// A count from the environment (longer fault runs), else `default`.
 pub fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
