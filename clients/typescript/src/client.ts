@@ -544,7 +544,11 @@ export class OdinClient extends Emitter<ClientEvents> {
     const left = expiresAt - this.#clock.now();
     // An already expired token is not refreshed in a loop: `token_expired` will come.
     if (left <= 0) return;
-    const delay = left - Math.min(this.#refreshBeforeMs, left / 2);
+    // At most one refresh a second: a `token()` that keeps returning the same token must not
+    // turn its last second into a storm of `auth` frames. A refresh that would come at or
+    // after `exp` is not scheduled (`token_expired` will come, and refresh then).
+    const delay = Math.max(1000, left - Math.min(this.#refreshBeforeMs, left / 2));
+    if (delay >= left) return;
     conn.refresh = this.#clock.setTimeout(() => void this.#refreshToken(conn), delay);
   }
 
