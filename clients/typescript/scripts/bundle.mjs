@@ -6,6 +6,7 @@
 //   node scripts/bundle.mjs --check    also fail when the console's copy differs from it
 //   node scripts/bundle.mjs --write    also copy it to the console (then rebuild the gateway)
 //
+// Messages go to stderr (npm pack --json runs this through prepack and parses stdout).
 // Deterministic: esbuild is pinned (package-lock.json), no timestamps, no source map link.
 import { build } from "esbuild";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -40,12 +41,12 @@ const result = await build({
 });
 const text = result.outputFiles[0].text;
 writeFileSync(out, text);
-console.log(`bundle: ${relative(repo, out)} (${text.length} bytes)`);
+console.error(`bundle: ${relative(repo, out)} (${text.length} bytes)`);
 
 const mode = process.argv[2];
 if (mode === "--write") {
   writeFileSync(consoleCopy, text);
-  console.log(`bundle: wrote ${relative(repo, consoleCopy)}`);
+  console.error(`bundle: wrote ${relative(repo, consoleCopy)}`);
 } else if (mode === "--check") {
   const have = existsSync(consoleCopy) ? readFileSync(consoleCopy, "utf8") : "";
   if (have !== text) {
@@ -55,5 +56,5 @@ if (mode === "--write") {
     );
     process.exit(1);
   }
-  console.log(`bundle: ${relative(repo, consoleCopy)} matches the library build`);
+  console.error(`bundle: ${relative(repo, consoleCopy)} matches the library build`);
 }

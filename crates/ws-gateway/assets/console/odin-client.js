@@ -491,7 +491,8 @@ var OdinClient = class extends Emitter {
     if (!this.#token) return;
     const left = expiresAt - this.#clock.now();
     if (left <= 0) return;
-    const delay = left - Math.min(this.#refreshBeforeMs, left / 2);
+    const delay = Math.max(1e3, left - Math.min(this.#refreshBeforeMs, left / 2));
+    if (delay >= left) return;
     conn.refresh = this.#clock.setTimeout(() => void this.#refreshToken(conn), delay);
   }
   async #refreshToken(conn) {
