@@ -20,6 +20,7 @@ pub const DELIVERIES: &str = "ws_deliveries_total";
 pub const DROPPED: &str = "ws_messages_dropped_total";
 pub const FANOUT_LATENCY: &str = "ws_fanout_latency_seconds";
 pub const CLIENT_ERRORS: &str = "ws_client_errors_total";
+pub const GAP_FRAMES: &str = "ws_gap_frames_total";
 
 /// Reasons of `ws_messages_dropped_total`.
 pub mod drop_reason {
@@ -40,6 +41,7 @@ pub struct FanoutMetrics {
     pub dropped_closed: Counter,
     pub latency: Histogram,
     pub subscriptions: Gauge,
+    pub gaps: Counter,
 }
 
 impl FanoutMetrics {
@@ -51,6 +53,7 @@ impl FanoutMetrics {
             dropped_closed: counter!(DROPPED, "reason" => drop_reason::CLOSED),
             latency: histogram!(FANOUT_LATENCY),
             subscriptions: gauge!(SUBSCRIPTIONS),
+            gaps: counter!(GAP_FRAMES),
         }
     }
 }
@@ -93,4 +96,8 @@ pub fn describe() {
         "Record timestamp to frame queued for its subscribers"
     );
     describe_counter!(CLIENT_ERRORS, "Error frames sent to clients, by code");
+    describe_counter!(
+        GAP_FRAMES,
+        "Gap frames queued: a client was told which frames of a channel it lost"
+    );
 }

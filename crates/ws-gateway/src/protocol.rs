@@ -108,6 +108,10 @@ pub enum Command {
     },
 }
 
+/// Longest request `id` (its JSON text) echoed back: every reply carries it, so a long one
+/// would multiply what a client can make the gateway write.
+pub const MAX_ID_BYTES: usize = 256;
+
 /// A parsed client frame: the command and the client's correlation id (echoed verbatim).
 #[derive(Debug, Clone)]
 pub struct ClientFrame {
@@ -162,6 +166,13 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, (Option<Box<RawValu
         )
     })?;
     let id = head.id.filter(|v| v.get() != "null");
+    if id.as_ref().is_some_and(|v| v.get().len() > MAX_ID_BYTES) {
+        // Not echoed: that is what the limit is for.
+        return Err((
+            None,
+            ClientError::bad_request(format!("\"id\" longer than {MAX_ID_BYTES} bytes")),
+        ));
+    }
     let kind = match head.kind {
         Some(k) => k,
         None => return Err((id, ClientError::bad_request("missing field \"type\""))),
@@ -325,6 +336,23 @@ pub fn error(id: Option<&RawValue>, e: &ClientError) -> Utf8Bytes {
     out.into()
 }
 
+/// `{"type":"gap","channel":"BTC.trade","fromOffset":1200,"toOffset":1290,"dropped":37}`:
+/// frames of the channel were dropped for this client (offsets of the first and last
+/// dropped record); sent before the channel's next event.
+pub fn gap_frame(token: &str, category: Category, gap: crate::fanout::Gap) -> Utf8Bytes {
+    let mut out = String::with_capacity(96 + token.len());
+    out.push_str("{\"type\":\"gap\",\"channel\":");
+    push_str(&mut out, &format!("{token}.{}", category.as_str()));
+    out.push_str(",\"fromOffset\":");
+    out.push_str(&gap.from.to_string());
+    out.push_str(",\"toOffset\":");
+    out.push_str(&gap.to.to_string());
+    out.push_str(",\"dropped\":");
+    out.push_str(&gap.dropped.to_string());
+    out.push('}');
+    out.into()
+}
+
 /// The fields of one event frame.
 #[derive(Debug, Clone, Copy)]
 pub struct EventFields<'a> {
@@ -457,6 +485,12 @@ mod tests {
         ] {
             assert_eq!(err_code(bad), ErrorCode::BadRequest, "{bad}");
         }
+        // An id of at most 256 bytes is echoed; a longer one is refused and not echoed.
+        let at_limit = format!(r#"{{"type":"ping","id":"{}"}}"#, "i".repeat(254));
+        assert!(parse_client_frame(&at_limit).is_ok());
+        let over = format!(r#"{{"type":"ping","id":"{}"}}"#, "i".repeat(255));
+        let (id, e) = parse_client_frame(&over).unwrap_err();
+        assert_eq!((id.is_none(), e.code), (true, ErrorCode::BadRequest));
         // The id survives a bad frame so the client can correlate the error.
         let (id, _) = parse_client_frame(r#"{"type":"dance","id":"q1"}"#).unwrap_err();
         assert_eq!(id.as_deref().map(RawValue::get), Some("\"q1\""));
@@ -539,6 +573,16 @@ mod tests {
         );
         let v = to_value(&pong(Some(&id), 5)).unwrap();
         assert_eq!(v, serde_json::json!({"type":"pong","id":"a","timestamp":5}));
+        let gap = crate::fanout::Gap {
+            from: 1200,
+            to: 1290,
+            dropped: 37,
+        };
+        let v = to_value(&gap_frame("BTC", Category::Trade, gap)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"gap","channel":"BTC.trade","fromOffset":1200,"toOffset":1290,"dropped":37})
+        );
     }
 
     #[test]

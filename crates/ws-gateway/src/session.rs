@@ -6,13 +6,21 @@
 //! one bounded queue and the WebSocket's buffers. The session is generic over the socket
 //! (`Stream` + `Sink` of messages), so its logic can run over any transport.
 //!
+//! Every write is bounded by `WS_SLOW_CLIENT_TIMEOUT` (and gives way to shutdown or a kick),
+//! so a peer that stops reading cannot pin its session, slot and socket. Client input is
+//! read between batches of at most [`MAX_BATCH`] frames, so a busy client is still heard.
+//! Closing is a handshake: the close frame goes out, then the client's input is drained for
+//! a bounded time, so the client reads the code and reason instead of a reset.
+//!
 //! Issue 7: the connection's identity (from the upgrade or an `auth` frame) lives on its
 //! [`Subscriber`], where the fan-out checks it for private records; an expiry clock tells the
 //! client when its token expires and closes after the grace period; a subscribe with
 //! `"recover"` replays from Kafka and joins live delivery through the subscriber's seam.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
@@ -41,10 +49,19 @@ use crate::recovery::{Incomplete, Outcome, Recoverer};
 /// Bad or rate-limited frames tolerated per [`STRIKE_WINDOW`] before the connection is closed.
 pub const MAX_STRIKES: u32 = 10;
 pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
-/// Frames written per flush at most, so one busy client yields to the others.
-const MAX_BATCH: usize = 256;
+/// Frames written per flush at most: one busy client yields to the others, and its own
+/// input (an `auth` refresh, an `unsubscribe`, a close) is read at least this often.
+pub const MAX_BATCH: usize = 64;
 /// How long a close frame may take to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// After the close frame, how long the client's input is read (and ignored) while waiting
+/// for its close reply. Dropping a socket with unread input makes the kernel reset the
+/// connection, and a client that was still sending then loses the close frame it had not
+/// read yet (it sees 1006 and no reason).
+const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+/// Client messages read ahead while writing, handled after the write. Full ⇒ no more are
+/// read until they are handled (the client's TCP window then closes).
+const INBOX: usize = 16;
 
 /// Per-connection limits, from the configuration.
 #[derive(Debug, Clone)]
@@ -89,6 +106,9 @@ impl Strikes {
     }
 }
 
+/// One client message as the socket gave it (`None`: the stream ended).
+type Input = Option<Result<Message, WsError>>;
+
 struct Session<'a, S> {
     ws: S,
     cfg: &'a SessionConfig,
@@ -99,6 +119,13 @@ struct Session<'a, S> {
     bucket: TokenBucket,
     strikes: Strikes,
     clock: ExpiryClock,
+    /// Shutdown or a kick, raced by every write.
+    stop: oneshot::Receiver<Stop>,
+    /// Messages read while writing, handled in order before anything else.
+    inbox: VecDeque<Input>,
+    /// The stream ended or failed: nothing more to read.
+    input_done: bool,
+    last_seen: Instant,
 }
 
 /// Why a session must stop, decided outside its loop.
@@ -137,6 +164,25 @@ fn stop_end(why: Result<Stop, oneshot::error::RecvError>) -> End {
     }
 }
 
+/// Awaits one write (or several, then a flush) for at most `limit`, giving way to shutdown
+/// and kicks; the error is how the session ends.
+async fn bounded<T>(
+    stop: &mut oneshot::Receiver<Stop>,
+    limit: Duration,
+    write: impl Future<Output = Result<T, WsError>>,
+) -> Result<T, End> {
+    tokio::select! {
+        biased;
+        why = stop => Err(stop_end(why)),
+        r = tokio::time::timeout(limit, write) => match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) => Err(End::Gone("write_error")),
+            // The peer stopped reading: its socket buffers are full.
+            Err(_) => Err(End::Close(CloseCode::Policy, "slow consumer", "slow_consumer")),
+        },
+    }
+}
+
 /// Runs one connection until it ends or `shutdown` fires (then it closes with 1001).
 pub async fn run<S>(
     ws: S,
@@ -152,11 +198,13 @@ pub async fn run<S>(
     // WS_SLOW_CLIENT_TIMEOUT kicks the session, which closes with 1008.
     let (tx, rx) = mpsc::channel(cfg.client_queue);
     let now = Instant::now();
+    let sub = Arc::new(Subscriber::new(id, tx));
+    let stop = watch_stop(shutdown, Arc::clone(&sub));
     let mut s = Session {
         ws,
         cfg,
         registry,
-        sub: Arc::new(Subscriber::new(id, tx)),
+        sub,
         rx,
         channels: HashSet::new(),
         bucket: TokenBucket::new(cfg.msgs_per_sec),
@@ -165,6 +213,10 @@ pub async fn run<S>(
             since: now,
         },
         clock: ExpiryClock::default(),
+        stop,
+        inbox: VecDeque::with_capacity(INBOX),
+        input_done: false,
+        last_seen: now,
     };
     if let Some(identity) = identity {
         // A fresh connection has no user yet, so this cannot conflict.
@@ -172,18 +224,12 @@ pub async fn run<S>(
             s.clock.authenticated(&identity);
         }
     }
-    let mut stop = watch_stop(shutdown, Arc::clone(&s.sub));
-    let end = s.run_loop(&mut stop).await;
+    let end = s.run_loop().await;
     let all: Vec<Channel> = s.channels.drain().collect();
     registry.unsubscribe(id, &all);
     let label = match &end {
         End::Close(code, reason, label) => {
-            let frame = CloseFrame {
-                code: *code,
-                reason: Utf8Bytes::from_static(reason),
-            };
-            let _ =
-                tokio::time::timeout(CLOSE_TIMEOUT, s.ws.send(Message::Close(Some(frame)))).await;
+            s.close(*code, reason).await;
             *label
         }
         End::Gone(label) => label,
@@ -196,23 +242,27 @@ impl<S> Session<'_, S>
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
 {
-    async fn run_loop(&mut self, stop: &mut oneshot::Receiver<Stop>) -> End {
-        let mut last_seen = Instant::now();
+    async fn run_loop(&mut self) -> End {
         let mut ticker = tokio::time::interval_at(
             tokio::time::Instant::now() + self.cfg.ping_interval,
             self.cfg.ping_interval,
         );
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // A write that cannot finish within this is a dead or stuck peer.
-        let write_timeout = match self.cfg.slow_client {
-            SlowClientPolicy::Disconnect => self.cfg.slow_client_timeout,
-            SlowClientPolicy::Drop => self.cfg.idle_timeout,
-        };
         loop {
+            while let Some(msg) = self.inbox.pop_front() {
+                // Boxed: request handling (subscriptions, replays) has large futures that
+                // every idle connection would otherwise carry.
+                if let Some(end) = Box::pin(self.on_input(msg)).await {
+                    return end;
+                }
+            }
             let expiry = self.clock.deadline();
+            // Order: what ends the session, then the clocks and the client's input, then
+            // the queue, which under sustained traffic is always ready and would otherwise
+            // starve everything after it.
             tokio::select! {
                 biased;
-                why = &mut *stop => return stop_end(why),
+                why = &mut self.stop => return stop_end(why),
                 _ = sleep_until_epoch_ms(expiry), if expiry.is_some() => {
                     match self.clock.fire(auth::epoch_ms()) {
                         Some(ExpiryAction::Notify) => {
@@ -224,8 +274,8 @@ where
                                     auth::EXPIRY_GRACE.as_secs()
                                 ),
                             );
-                            if Box::pin(self.reply(protocol::error(None, &e))).await.is_err() {
-                                return End::Gone("write_error");
+                            if let Err(end) = Box::pin(self.reply(protocol::error(None, &e))).await {
+                                return end;
                             }
                         }
                         Some(ExpiryAction::Close) => {
@@ -235,96 +285,155 @@ where
                         None => {}
                     }
                 }
+                _ = ticker.tick() => {
+                    if self.last_seen.elapsed() > self.cfg.idle_timeout {
+                        return End::Close(CloseCode::Away, "idle timeout", "idle");
+                    }
+                    let ping = self.ws.send(Message::Ping(Default::default()));
+                    if let Err(end) = bounded(&mut self.stop, self.cfg.slow_client_timeout, ping).await {
+                        return end;
+                    }
+                }
+                msg = self.ws.next() => {
+                    if let Some(end) = Box::pin(self.on_input(msg)).await {
+                        return end;
+                    }
+                }
                 frame = self.rx.recv() => {
                     let Some(frame) = frame else {
                         return End::Gone("queue_closed");
                     };
-                    let written = tokio::select! {
-                        r = tokio::time::timeout(write_timeout, self.write_batch(Some(frame))) => r,
-                        why = &mut *stop => return stop_end(why),
-                    };
-                    match written {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return End::Gone("write_error"),
-                        Err(_) => {
-                            return End::Close(CloseCode::Policy, "slow consumer", "slow_consumer");
-                        }
+                    if let Err(end) = self.write_batch(Some(frame), MAX_BATCH).await {
+                        return end;
                     }
-                }
-                msg = self.ws.next() => {
-                    last_seen = Instant::now();
-                    match msg {
-                        None => return End::Gone("peer_gone"),
-                        Some(Ok(Message::Text(text))) => {
-                            // Boxed: request handling (subscriptions, replays) has large
-                            // futures that every idle connection would otherwise carry.
-                            if let Some(end) = Box::pin(self.on_text(&text)).await {
-                                return end;
-                            }
-                        }
-                        Some(Ok(Message::Binary(_))) => {
-                            let e = ClientError::bad_request("binary frames are not supported; send JSON text frames");
-                            if let Some(end) = Box::pin(self.refuse(None, &e)).await {
-                                return end;
-                            }
-                        }
-                        // tungstenite queued the pong; push it out now.
-                        Some(Ok(Message::Ping(_))) => {
-                            if self.ws.flush().await.is_err() {
-                                return End::Gone("write_error");
-                            }
-                        }
-                        Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
-                        Some(Ok(Message::Close(_))) => return End::Gone("peer_closed"),
-                        Some(Err(WsError::Capacity(_))) => {
-                            return End::Close(CloseCode::Size, "frame too large", "frame_too_large");
-                        }
-                        // RFC 6455 §8.1: a text message that is not UTF-8 fails the
-                        // connection with 1007, so the client learns why.
-                        Some(Err(WsError::Utf8(_))) => {
-                            return End::Close(CloseCode::Invalid, "invalid UTF-8", "invalid_utf8");
-                        }
-                        Some(Err(_)) => return End::Gone("read_error"),
-                    }
-                }
-                _ = ticker.tick() => {
-                    if last_seen.elapsed() > self.cfg.idle_timeout {
-                        return End::Close(CloseCode::Away, "idle timeout", "idle");
-                    }
-                    if self.ws.send(Message::Ping(Default::default())).await.is_err() {
-                        return End::Gone("write_error");
+                    if self.registry.too_slow(&self.sub, self.rx.len()) {
+                        return End::Close(CloseCode::Policy, "slow consumer", "slow_consumer");
                     }
                 }
             }
         }
     }
 
-    /// Writes `first` and whatever else is queued (up to [`MAX_BATCH`]), then flushes once.
-    async fn write_batch(&mut self, first: Option<Utf8Bytes>) -> Result<(), WsError> {
-        let mut n = 0;
-        if let Some(f) = first {
-            self.ws.feed(Message::Text(f)).await?;
-            n += 1;
-        }
-        while n < MAX_BATCH {
-            match self.rx.try_recv() {
-                Ok(f) => {
-                    self.ws.feed(Message::Text(f)).await?;
-                    n += 1;
-                }
-                Err(_) => break,
+    /// One message from the client; `Some` when the session must end.
+    async fn on_input(&mut self, msg: Input) -> Option<End> {
+        self.last_seen = Instant::now();
+        match msg {
+            None => Some(End::Gone("peer_gone")),
+            Some(Ok(Message::Text(text))) => self.on_text(&text).await,
+            Some(Ok(Message::Binary(_))) => {
+                let e = ClientError::bad_request(
+                    "binary frames are not supported; send JSON text frames",
+                );
+                self.refuse(None, &e).await
             }
+            // tungstenite queued the pong; push it out now.
+            Some(Ok(Message::Ping(_))) => {
+                let flush = self.ws.flush();
+                bounded(&mut self.stop, self.cfg.slow_client_timeout, flush)
+                    .await
+                    .err()
+            }
+            Some(Ok(Message::Pong(_) | Message::Frame(_))) => None,
+            Some(Ok(Message::Close(_))) => Some(End::Gone("peer_closed")),
+            Some(Err(WsError::Capacity(_))) => Some(End::Close(
+                CloseCode::Size,
+                "frame too large",
+                "frame_too_large",
+            )),
+            // RFC 6455 §8.1: a text message that is not UTF-8 fails the connection with
+            // 1007, so the client learns why.
+            Some(Err(WsError::Utf8(_))) => Some(End::Close(
+                CloseCode::Invalid,
+                "invalid UTF-8",
+                "invalid_utf8",
+            )),
+            Some(Err(_)) => Some(End::Gone("read_error")),
         }
-        self.ws.flush().await
     }
 
-    /// Sends a reply after every frame queued before it, so a reply is also a barrier:
-    /// everything delivered before the request was handled reaches the client first.
-    async fn reply(&mut self, frame: Utf8Bytes) -> Result<(), WsError> {
-        while !self.rx.is_empty() {
-            self.write_batch(None).await?;
+    /// Writes `first` and whatever else is queued (at most `max` frames), flushes once
+    /// (bounded), then reads the client messages already waiting.
+    async fn write_batch(&mut self, first: Option<Utf8Bytes>, max: usize) -> Result<usize, End> {
+        let (ws, rx) = (&mut self.ws, &mut self.rx);
+        let write = async {
+            let mut n = 0;
+            if let Some(f) = first {
+                ws.feed(Message::Text(f)).await?;
+                n += 1;
+            }
+            while n < max {
+                match rx.try_recv() {
+                    Ok(f) => {
+                        ws.feed(Message::Text(f)).await?;
+                        n += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            ws.flush().await?;
+            Ok(n)
+        };
+        let n = bounded(&mut self.stop, self.cfg.slow_client_timeout, write).await?;
+        self.read_ahead().await;
+        Ok(n)
+    }
+
+    /// Moves the client messages that are already here into the inbox (never waits).
+    async fn read_ahead(&mut self) {
+        while !self.input_done && self.inbox.len() < INBOX {
+            // Polled with this task's waker, so a later wake-up is not lost.
+            let ready = std::future::poll_fn(|cx| {
+                Poll::Ready(match self.ws.poll_next_unpin(cx) {
+                    Poll::Ready(m) => Some(m),
+                    Poll::Pending => None,
+                })
+            })
+            .await;
+            let Some(msg) = ready else {
+                return;
+            };
+            self.input_done = matches!(msg, None | Some(Err(_)) | Some(Ok(Message::Close(_))));
+            self.inbox.push_back(msg);
         }
-        self.ws.send(Message::Text(frame)).await
+    }
+
+    /// Sends a reply after the frames queued before it, so a reply is also a barrier:
+    /// everything delivered before the request was handled reaches the client first. Only
+    /// those: under sustained traffic the queue never empties.
+    async fn reply(&mut self, frame: Utf8Bytes) -> Result<(), End> {
+        let mut before = self.rx.len();
+        while before > 0 {
+            let n = self.write_batch(None, before.min(MAX_BATCH)).await?;
+            if n == 0 {
+                break;
+            }
+            before = before.saturating_sub(n);
+        }
+        let send = self.ws.send(Message::Text(frame));
+        bounded(&mut self.stop, self.cfg.slow_client_timeout, send).await
+    }
+
+    /// The closing handshake: no request is read any more; the close frame goes out
+    /// (bounded), then the client's input is read and ignored until its close reply, the
+    /// end of the stream or [`CLOSE_DRAIN`].
+    async fn close(&mut self, code: CloseCode, reason: &'static str) {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let sent =
+            tokio::time::timeout(CLOSE_TIMEOUT, self.ws.send(Message::Close(Some(frame)))).await;
+        // Not sent: the peer does not read, so nothing it sends can help it see the close.
+        if !matches!(sent, Ok(Ok(()))) || self.input_done {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + CLOSE_DRAIN;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) | Err(_) => return,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
     }
 
     /// Sends an error frame and counts a strike; `Some` when the connection must close.
@@ -338,10 +447,7 @@ where
             };
             return Some(End::Close(CloseCode::Policy, reason, "policy"));
         }
-        if self.reply(protocol::error(id, e)).await.is_err() {
-            return Some(End::Gone("write_error"));
-        }
-        None
+        self.reply(protocol::error(id, e)).await.err()
     }
 
     async fn on_text(&mut self, text: &str) -> Option<End> {
@@ -364,7 +470,7 @@ where
             Command::Subscribe(req) if !req.recover.is_empty() => {
                 match self.subscribe_recovering(id, &req).await {
                     Ok(r) => r,
-                    Err(_) => return Some(End::Gone("write_error")),
+                    Err(end) => return Some(end),
                 }
             }
             Command::Auth { token } => self.authenticate(id, &token),
@@ -373,11 +479,7 @@ where
             Command::Ping => Ok(protocol::pong(id, now_ms())),
         };
         match reply {
-            Ok(frame) => self
-                .reply(frame)
-                .await
-                .is_err()
-                .then_some(End::Gone("write_error")),
+            Ok(frame) => self.reply(frame).await.err(),
             Err(e) => self.refuse(id, &e).await,
         }
     }
@@ -433,7 +535,7 @@ where
         &mut self,
         id: Option<&RawValue>,
         req: &SubscriptionRequest,
-    ) -> Result<Result<Utf8Bytes, ClientError>, WsError> {
+    ) -> Result<Result<Utf8Bytes, ClientError>, End> {
         // Everything is checked before anything changes.
         let mut wanted = Vec::with_capacity(req.recover.len());
         for (name, after) in &req.recover {
@@ -500,22 +602,19 @@ where
         }
         // Replayed, then held frames go out before anything queued after the seam closed.
         let n = frames.len() + held.len();
-        if n > 0 {
+        let mut frames = frames.into_iter().chain(held).peekable();
+        while frames.peek().is_some() {
+            // In batches, like live frames, with the client's input read in between.
+            let ws = &mut self.ws;
+            let batch = frames.by_ref().take(MAX_BATCH);
             let write = async {
-                for f in frames.into_iter().chain(held) {
-                    self.ws.feed(Message::Text(f)).await?;
+                for f in batch {
+                    ws.feed(Message::Text(f)).await?;
                 }
-                self.ws.flush().await
+                ws.flush().await
             };
-            match tokio::time::timeout(self.cfg.slow_client_timeout, write).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Err(WsError::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "replay write timed out",
-                    )))
-                }
-            }
+            bounded(&mut self.stop, self.cfg.slow_client_timeout, write).await?;
+            self.read_ahead().await;
         }
         info!(
             conn = self.sub.id(),
@@ -570,6 +669,13 @@ where
             .collect();
         self.registry.unsubscribe(self.sub.id(), &held);
         self.sub.seam.forget(&held);
+        // Drops of channels no longer received: no next event will report them.
+        let still = &self.channels;
+        self.sub.retain_gaps(|category, token| {
+            still.contains(&Channel::wildcard(category))
+                || Channel::parse(&format!("{token}.{}", category.as_str()))
+                    .is_ok_and(|c| still.contains(&c))
+        });
         let names: Vec<String> = expanded.iter().map(Channel::to_string).collect();
         Ok(protocol::subscription_reply(
             false,
