@@ -28,8 +28,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace --no-fail-fast
 
-step "TypeScript client (clients/typescript: build, unit tests, npm pack)"
-scripts/test-client.sh
+step "TypeScript client (clients/typescript: build, unit tests, npm pack, integration with Kafka and two gateways)"
+ODIN_CLIENT_IT=1 scripts/test-client.sh
 
 step "API fuzzing (schemathesis against publisher and aggregator)"
 scripts/api-fuzz.sh
