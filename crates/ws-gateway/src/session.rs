@@ -228,13 +228,13 @@ pub async fn run<S>(
     let all: Vec<Channel> = s.channels.drain().collect();
     registry.unsubscribe(id, &all);
     let label = match &end {
-        End::Close(code, reason, label) => {
-            s.close(*code, reason).await;
-            *label
-        }
-        End::Gone(label) => label,
+        End::Close(_, _, label) | End::Gone(label) => *label,
     };
+    // Counted when decided: the closing handshake below may take up to a second.
     counter!(m::DISCONNECTIONS, "reason" => label).increment(1);
+    if let End::Close(code, reason, _) = end {
+        s.close(code, reason).await;
+    }
     debug!(conn = id, reason = label, "connection ended");
 }
 
