@@ -87,7 +87,8 @@ if [[ -n "${DEV_KAFKA_FRESH:-}" ]]; then rm -rf "$DEV_DIR/kafka"; fi
 start kafka scripts/kafka.sh start --foreground --dir "$DEV_DIR/kafka" --port "$KAFKA_PORT"
 
 echo "==> creating topics" >&2
-"$BIN/odin-topics" --wait 60s
+# Quiet while it waits for the JVM to come up: rskafka logs every refused connection at info.
+LOG_LEVEL=warn "$BIN/odin-topics" --wait 60s
 
 has() { [[ " ${bins[*]} " == *" $1 "* ]]; }
 
