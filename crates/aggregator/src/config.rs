@@ -85,8 +85,10 @@ pub struct Config {
     pub allowed_lateness: Duration,
 
     /// Create missing input, output and dead-letter topics at start (never by metadata
-    /// auto-creation).
-    #[arg(long, env = "AGGREGATOR_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    /// auto-creation). Off by default: topics are created by operations (`odin-topics`,
+    /// `scripts/setup-redpanda-topics.sh`) with their replication and configs; a service
+    /// that creates what it does not find can hide a wrong topic name.
+    #[arg(long, env = "AGGREGATOR_CREATE_TOPICS", default_value_t = false, action = clap::ArgAction::Set)]
     pub create_topics: bool,
 
     /// How long shutdown may take to flush produced records.

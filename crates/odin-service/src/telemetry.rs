@@ -41,6 +41,15 @@ pub fn prometheus() -> PrometheusHandle {
             // Fails only when another recorder is installed; ours still renders what it sees.
             let _ = metrics::set_global_recorder(recorder);
             describe_shared();
+            // Histograms buffer every sample until upkeep folds them in, which otherwise runs
+            // only when someone scrapes: without a scraper memory would grow per delivery.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                });
             handle
         })
         .clone()
