@@ -53,8 +53,10 @@ run_node() { # node_dir
   [[ -f "$nd/server.properties" ]] || { echo "kafka.sh: $nd/server.properties missing (run start first)" >&2; exit 1; }
   local nheap
   nheap="$(cat "$nd/heap" 2>/dev/null || echo "$heap")"
+  # KAFKA_OPTS: extra JVM flags, as in the Apache scripts (e.g. -Xlog:gc:file=gc.log).
+  # shellcheck disable=SC2086
   exec java -Xms"$nheap" -Xmx"$nheap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-    -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+    -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true ${KAFKA_OPTS:-} \
     -Dlog4j2.configurationFile="$home/config/log4j2.properties" \
     -cp "$home/libs/*" kafka.Kafka "$nd/server.properties"
 }
