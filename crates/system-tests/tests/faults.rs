@@ -215,11 +215,12 @@ async fn broker_killed_and_restarted_loses_nothing_acknowledged() {
     // The aggregator's ticks after the fault equal the reference over trade-info and a
     // fresh aggregator's (one that never saw the fault and replays the log).
     let fresh_topic = format!("{prefix}aggregate-fresh");
-    // Its replay fetches whole partitions from the sqlite broker, which can take longer
-    // than the 2 s request timeout on a busy machine; a timed-out fetch is retried with the
-    // same size, so it would never finish (see docs/reliability.md).
+    // Its replay reads whole partitions, which can take longer than the 2 s request timeout
+    // on a busy machine (see docs/reliability.md); its output topic is its own, created by
+    // itself.
     let mut replay_env = plain.clone();
     replay_env.push(("KAFKA_REQUEST_TIMEOUT", "15s".into()));
+    replay_env.push(("AGGREGATOR_CREATE_TOPICS", "true".into()));
     let fresh = start_aggregator(
         "aggregator-fresh",
         &addr,
