@@ -14,10 +14,6 @@ use rskafka::record::Record;
 use support::*;
 use testkit::Broker;
 
-/// The fault tests take turns: each runs three services (and one its own broker) against a
-/// JVM broker, and four at once on two cores stretch ticks past the tests' deadlines.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Waits until every client has its subscription confirmed.
 async fn all_subscribed(clients: &[WsClient]) {
     eventually(WAIT, "clients subscribed", || {
@@ -95,7 +91,6 @@ async fn wait_tick(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_killed_and_restarted_loses_nothing_acknowledged() {
-    let _turn = SERIAL.lock().await;
     let _serial = SERIAL.lock().await;
     let dir = scratch("broker");
     let mut broker = Broker::start_persistent(&dir.join("kafka")).await.unwrap();
@@ -257,7 +252,6 @@ async fn broker_killed_and_restarted_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_sigterm_clients_reconnect_elsewhere_and_miss_nothing() {
-    let _turn = SERIAL.lock().await;
     let _serial = SERIAL.lock().await;
     let dir = scratch("gateway");
     let broker = testkit::shared();
@@ -377,7 +371,6 @@ fn trade_record(token: &str, seq: u64, t: i64) -> Record {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregator_sigkill_mid_tick_neither_double_counts_nor_loses() {
-    let _turn = SERIAL.lock().await;
     let _serial = SERIAL.lock().await;
     let dir = scratch("aggregator");
     let broker = testkit::shared();
@@ -491,7 +484,6 @@ async fn aggregator_sigkill_mid_tick_neither_double_counts_nor_loses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_sigkill_mid_batch_reports_nothing_the_broker_lacks() {
-    let _turn = SERIAL.lock().await;
     let _serial = SERIAL.lock().await;
     let dir = scratch("publisher");
     let broker = testkit::shared();
