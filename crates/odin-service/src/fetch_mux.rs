@@ -108,14 +108,19 @@ impl FetchMux {
     }
 }
 
-async fn connect(addr: &str, timeout: Duration) -> Result<Messenger<TcpStream>, RsError> {
+/// A protocol connection to `addr` with API versions agreed, as `client_id`, within `timeout`.
+pub(crate) async fn connect(
+    addr: &str,
+    client_id: &str,
+    timeout: Duration,
+) -> Result<Messenger<TcpStream>, RsError> {
     let attempt = async {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| RsError::InvalidResponse(format!("connect to {addr}: {e}")))?;
         // Small requests and answers, latency first.
         let _ = stream.set_nodelay(true);
-        let mut m = Messenger::new(stream, MAX_MESSAGE_SIZE, Arc::from("odin-fetch-mux"));
+        let mut m = Messenger::new(stream, MAX_MESSAGE_SIZE, Arc::from(client_id));
         m.sync_versions()
             .await
             .map_err(|e| RsError::InvalidResponse(format!("api versions from {addr}: {e}")))?;
@@ -135,7 +140,7 @@ async fn metadata(
 ) -> Result<(Leaders, HashMap<i32, String>), RsError> {
     let mut last = RsError::InvalidResponse("no bootstrap broker".into());
     for addr in bootstrap {
-        let m = match connect(addr, timeout).await {
+        let m = match connect(addr, "odin-fetch-mux", timeout).await {
             Ok(m) => m,
             Err(e) => {
                 last = e;
@@ -335,7 +340,7 @@ async fn lane(
         }
         let m = match conn.take() {
             Some(m) => m,
-            None => match connect(&addr, settings.request_timeout).await {
+            None => match connect(&addr, "odin-fetch-mux", settings.request_timeout).await {
                 Ok(m) => m,
                 Err(e) => {
                     warn!(broker = %addr, error = %e, "fetch connection failed");

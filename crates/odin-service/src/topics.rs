@@ -4,7 +4,6 @@
 //! Existence is checked with an unfiltered topic list: a filtered metadata request makes a
 //! broker with `auto.create.topics.enable` (Redpanda's dev mode) create the topic it names.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use odin_events::TopicSpec;
@@ -148,27 +147,12 @@ fn create_request(spec: &TopicSpec, placement: Placement) -> CreateTopicRequest 
 
 /// A protocol connection to the first bootstrap broker that answers.
 async fn admin_connection(connector: &KafkaConnector) -> Result<Messenger<TcpStream>, KafkaError> {
+    let timeout = connector.request_timeout().max(Duration::from_secs(1));
     let mut last = None;
     for addr in connector.brokers() {
-        let attempt = async {
-            let stream = TcpStream::connect(addr.as_str())
-                .await
-                .map_err(|e| RsError::InvalidResponse(format!("connect to {addr}: {e}")))?;
-            let mut m = Messenger::new(stream, 16 * 1024 * 1024, Arc::from("odin-admin"));
-            m.sync_versions()
-                .await
-                .map_err(|e| RsError::InvalidResponse(format!("api versions from {addr}: {e}")))?;
-            Ok::<_, RsError>(m)
-        };
-        match tokio::time::timeout(
-            connector.request_timeout().max(Duration::from_secs(1)),
-            attempt,
-        )
-        .await
-        {
-            Ok(Ok(m)) => return Ok(m),
-            Ok(Err(e)) => last = Some(e),
-            Err(_) => last = Some(RsError::Timeout),
+        match crate::fetch_mux::connect(addr, "odin-admin", timeout).await {
+            Ok(m) => return Ok(m),
+            Err(e) => last = Some(e),
         }
     }
     Err(KafkaError::Connect {

@@ -32,13 +32,7 @@ async fn produce(p: &Producer, topic: &str, n: usize, tag: &str) -> Vec<i64> {
         .collect()
 }
 
-fn consumer(
-    broker: &testkit::Broker,
-    client: rskafka::client::Client,
-    topic: &str,
-    start: StartFrom,
-) -> PartitionConsumer {
-    let _ = broker;
+fn consumer(client: rskafka::client::Client, topic: &str, start: StartFrom) -> PartitionConsumer {
     PartitionConsumer::new(
         Arc::new(client),
         topic,
@@ -119,12 +113,7 @@ async fn a_consumer_beyond_a_recreated_log_resumes_at_its_end_and_counts_the_ski
     broker.create_topic(&topic, 1).await.unwrap();
     let p = producer(broker);
     produce(&p, &topic, 10, "old").await;
-    let mut c = consumer(
-        broker,
-        broker.client().await.unwrap(),
-        &topic,
-        StartFrom::Earliest,
-    );
+    let mut c = consumer(broker.client().await.unwrap(), &topic, StartFrom::Earliest);
     let (got, _) = read(&mut c, 10).await;
     assert_eq!(got.len(), 10);
     assert_eq!(c.position(), Some(10));
@@ -204,7 +193,6 @@ async fn a_consumer_behind_retention_moves_to_the_earliest_record_and_counts_the
     };
 
     let mut c = consumer(
-        broker,
         broker.client().await.unwrap(),
         &topic,
         StartFrom::Offset(first[0]),

@@ -329,7 +329,16 @@ async fn own_topics(broker: &testkit::Broker, retention_ms: i64) -> TopicNames {
     for t in names.categories.iter_mut() {
         *t = format!("{prefix}{t}");
     }
-    let specs: Vec<_> = names
+    broker
+        .create_topics(&own_specs(&names, retention_ms))
+        .await
+        .unwrap();
+    names
+}
+
+/// The event topics of `names`, one partition each.
+fn own_specs(names: &TopicNames, retention_ms: i64) -> Vec<odin_events::TopicSpec> {
+    names
         .event_topic_specs()
         .into_iter()
         .map(|s| odin_events::TopicSpec {
@@ -337,9 +346,7 @@ async fn own_topics(broker: &testkit::Broker, retention_ms: i64) -> TopicNames {
             retention_ms,
             ..s
         })
-        .collect();
-    broker.create_topics(&specs).await.unwrap();
-    names
+        .collect()
 }
 
 fn now_envelope(token: &str, i: usize) -> Envelope {
@@ -453,15 +460,7 @@ async fn a_position_in_a_deleted_and_recreated_topic_is_beyond_the_log_end() {
 }
 
 async fn own_topics_again(broker: &testkit::Broker, names: &TopicNames) {
-    let specs: Vec<_> = names
-        .event_topic_specs()
-        .into_iter()
-        .map(|s| odin_events::TopicSpec {
-            partitions: 1,
-            retention_ms: 3_600_000,
-            ..s
-        })
-        .collect();
+    let specs = own_specs(names, 3_600_000);
     // Deletion finishes in the background: retry until the name can be taken again.
     let until = Instant::now() + Duration::from_secs(30);
     loop {
